@@ -1,0 +1,38 @@
+# Pygigo. `make test` and `make dev` work on a fresh machine: they create .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint typecheck pytest dev bench services clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+test: $(STAMP) lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check pygigo tests bench examples
+	$(BIN)/ruff format --check pygigo tests bench examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+dev: $(STAMP)
+	@echo "make dev: coming with the database broker (db://). Meanwhile, run a worker on any broker:"
+	@echo "  PYGIGO_BROKER_URL=redis://127.0.0.1:6379/0 $(BIN)/pygigo worker examples.functions"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+services:
+	bash infra/services.sh start
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from pygigo.cli import main
+
+sys.exit(main())

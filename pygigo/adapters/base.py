@@ -1,0 +1,325 @@
+"""The adapter contract: how Pygigo talks to a broker.
+
+An *adapter* is a Dramatiq :class:`~dramatiq.Broker` subclass that also derives from
+:class:`PygigoBroker`. It is built from one URL (``redis://…``, ``amqp://…``, ``memory://``,
+``db://…``, ``sqs://…``) and declares what it can do in :class:`Capabilities`, so limits are
+checked here, before any I/O, instead of surfacing later as driver errors.
+
+Contract for an adapter module (kombu's transport docstrings are the model: each adapter's
+module docstring lists its features, its URL form and its options):
+
+* import only this module (and :mod:`.errors`) and its own driver; never the platform;
+* subclass ``PygigoBroker`` *before* the Dramatiq broker class it extends, so the checks and
+  error translation here wrap the driver's ``enqueue``;
+* set ``scheme``, ``capabilities``, ``url_options`` and ``driver_errors``;
+* implement :meth:`PygigoBroker._from_url`, :meth:`PygigoBroker.ping` and
+  :meth:`PygigoBroker.queue_stats`.
+
+Adapters are found by URL scheme through a registry of dotted paths (like Django's task
+backends), so importing Pygigo never imports a broker driver you do not use.
+
+The exception tree lives in :mod:`pygigo.adapters.errors` and is re-exported here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar, Self
+from urllib.parse import parse_qsl, urlsplit
+
+import dramatiq
+from dramatiq.middleware import Middleware
+
+from .errors import (
+    BrokerError,
+    BrokerUnavailable,
+    CapabilityError,
+    ConfigurationError,
+    DriverMissing,
+    MessageTooLarge,
+    PygigoError,
+    QueueMissing,
+)
+
+__all__ = [
+    "AdapterSpec",
+    "BrokerError",
+    "BrokerUnavailable",
+    "BrokerURL",
+    "Capabilities",
+    "CapabilityError",
+    "ConfigurationError",
+    "DriverMissing",
+    "MessageTooLarge",
+    "Option",
+    "PygigoBroker",
+    "PygigoError",
+    "QueueMissing",
+    "QueueStats",
+    "build_broker",
+    "known_schemes",
+    "load_adapter",
+    "register_adapter",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What a broker can do natively. Checked centrally, before any I/O.
+
+    Attributes:
+      max_message_bytes: largest encoded message the broker accepts, or None for no
+        practical limit. A larger message raises :class:`MessageTooLarge` before sending.
+      max_native_delay_ms: longest delay the broker holds natively, or None for unlimited.
+        Longer delays must still work (the adapter re-delays in steps).
+      supports_priority: messages carry a broker-level priority (higher runs first).
+        Without it, ``priority`` still orders work inside one worker's prefetch.
+      native_dead_letter: the broker routes rejected messages to a dead-letter queue itself.
+      durable: messages survive the death of the process that sent them, and a worker
+        killed mid-task gets its message delivered again (at-least-once).
+      redelivery: how an unacknowledged message comes back after a worker dies:
+        ``"connection"`` (when its connection closes), ``"heartbeat"`` (after the dead
+        worker's heartbeat times out), ``"lease"`` / ``"visibility"`` (after a timeout the
+        worker renews while it runs) or ``"none"``.
+    """
+
+    max_message_bytes: int | None = None
+    max_native_delay_ms: int | None = None
+    supports_priority: bool = False
+    native_dead_letter: bool = False
+    durable: bool = True
+    redelivery: str = "connection"
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueStats:
+    """Message counts of one queue. ``ready``: waiting to run; ``delayed``: waiting for
+    their ETA; ``dead``: dead-lettered. Counts exclude messages held by running workers."""
+
+    ready: int
+    delayed: int
+    dead: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One URL query option an adapter accepts: its parser, default and help text."""
+
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+def parse_bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerURL:
+    """A parsed broker URL: scheme, the URL without its Pygigo options, and the options.
+
+    ``options`` holds every declared option, parsed, with defaults filled in. A query key the
+    adapter does not declare is refused (never silently ignored).
+    """
+
+    scheme: str
+    raw: str
+    netloc: str
+    hostname: str | None
+    port: int | None
+    path: str
+    options: Mapping[str, Any]
+
+    @classmethod
+    def parse(cls, url: str, declared: Mapping[str, Option]) -> BrokerURL:
+        parts = urlsplit(url)
+        options: dict[str, Any] = {name: option.default for name, option in declared.items()}
+        seen: set[str] = set()
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                raise ConfigurationError(
+                    f"Unknown option {key!r} in broker URL {redact(url)!r}. "
+                    f"Options the {parts.scheme}:// broker accepts: {known}."
+                )
+            if key in seen:
+                raise ConfigurationError(f"Option {key!r} is given twice in broker URL {redact(url)!r}.")
+            seen.add(key)
+            try:
+                options[key] = declared[key].parse(value)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"Bad value for option {key!r} in broker URL {redact(url)!r}: {exc}. "
+                    f"({key}: {declared[key].help})"
+                ) from None
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigurationError(f"Bad port in broker URL {redact(url)!r}.") from None
+        return cls(
+            scheme=parts.scheme,
+            raw=url,
+            netloc=parts.netloc,
+            hostname=parts.hostname,
+            port=port,
+            path=parts.path,
+            options=options,
+        )
+
+    def without_query(self) -> str:
+        """The URL as the driver should see it: Pygigo's options removed."""
+        return self.raw.split("?", 1)[0]
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, safe for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+class PygigoBroker(dramatiq.Broker):
+    """Mixin every adapter's broker derives from (before the Dramatiq broker it extends).
+
+    Thread safety: as for the Dramatiq broker underneath; every adapter shipped with Pygigo
+    may be shared by the threads of one process. Not shareable across ``fork``: build one per
+    process.
+    """
+
+    #: URL scheme(s) this adapter serves; the first is its canonical name.
+    scheme: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    #: Query options the URL may carry; anything else is refused.
+    url_options: ClassVar[Mapping[str, Option]] = {}
+    #: Driver exception types that mean "could not talk to the broker".
+    driver_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    #: Where the broker is, for error messages (host:port, never a password).
+    endpoint: str = "?"
+
+    @classmethod
+    def from_url(cls, url: str, *, middleware: list[Middleware] | None = None) -> Self:
+        """Build a broker from ``url``. Performs no I/O: connections open lazily."""
+        parsed = BrokerURL.parse(url, cls.url_options)
+        return cls._from_url(parsed, middleware=middleware)
+
+    @classmethod
+    def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
+        raise NotImplementedError
+
+    def ping(self) -> None:
+        """Check the broker can be reached; raise :class:`BrokerUnavailable` naming where.
+
+        Used by the worker to fail fast at start-up, and by ``manage.py check``.
+        """
+        raise NotImplementedError
+
+    def queue_stats(self, queue_name: str) -> QueueStats:
+        """Message counts of ``queue_name`` (see :class:`QueueStats`)."""
+        raise NotImplementedError
+
+    # Enqueue: capability checks first, then the driver, with its errors translated.
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        limit = self.capabilities.max_message_bytes
+        if limit is not None:
+            size = len(message.encode())
+            if size > limit:
+                raise MessageTooLarge(size, limit, self.scheme)
+        with self.translate_errors():
+            return super().enqueue(message, delay=delay)
+
+    @contextlib.contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        """Turn this adapter's driver errors into :class:`BrokerUnavailable`."""
+        try:
+            yield
+        except PygigoError:
+            raise
+        except self.driver_errors as exc:
+            raise self.unavailable(exc) from exc
+        except dramatiq.errors.ConnectionError as exc:
+            raise self.unavailable(exc) from exc
+
+    def unavailable(self, exc: BaseException) -> BrokerUnavailable:
+        return BrokerUnavailable(
+            f"Cannot reach the {self.scheme}:// broker at {self.endpoint} ({type(exc).__name__}: {exc}). "
+            f"Is the server running and reachable? Check PYGIGO_BROKER_URL."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry: URL scheme -> where the adapter lives and which driver/extra it needs.
+
+
+@dataclasses.dataclass(frozen=True)
+class AdapterSpec:
+    """Where an adapter lives (``module:Class``), the driver module it imports and the
+    ``pip install pygigo[extra]`` that provides it (None: no optional driver)."""
+
+    path: str
+    driver: str | None = None
+    extra: str | None = None
+
+
+_REGISTRY: dict[str, AdapterSpec] = {
+    "memory": AdapterSpec("pygigo.adapters.memory:MemoryBroker"),
+    "redis": AdapterSpec("pygigo.adapters.redis:RedisBroker", "redis", "redis"),
+    "rediss": AdapterSpec("pygigo.adapters.redis:RedisBroker", "redis", "redis"),
+    "amqp": AdapterSpec("pygigo.adapters.rabbitmq:RabbitmqBroker", "pika", "rabbitmq"),
+    "amqps": AdapterSpec("pygigo.adapters.rabbitmq:RabbitmqBroker", "pika", "rabbitmq"),
+}
+
+
+def register_adapter(scheme: str, spec: AdapterSpec | str) -> None:
+    """Register (or replace) the adapter serving ``scheme``; ``spec`` may be a dotted path."""
+    _REGISTRY[scheme] = AdapterSpec(spec) if isinstance(spec, str) else spec
+
+
+def known_schemes() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def load_adapter(scheme: str) -> type[PygigoBroker]:
+    """The adapter class for ``scheme``. Raises :class:`ConfigurationError` for an unknown
+    scheme (listing the known ones) and :class:`DriverMissing` when its driver is absent."""
+    try:
+        spec = _REGISTRY[scheme]
+    except KeyError:
+        raise ConfigurationError(
+            f"Unknown broker scheme {scheme + '://'!r}. Known schemes: "
+            + ", ".join(f"{s}://" for s in known_schemes())
+            + ". Set PYGIGO_BROKER_URL to one of them."
+        ) from None
+    module_name, _, class_name = spec.path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if spec.driver and exc.name and exc.name.split(".")[0] == spec.driver:
+            raise DriverMissing(scheme, spec.driver, spec.extra or spec.driver) from exc
+        raise
+    adapter = getattr(module, class_name, None)
+    if not (isinstance(adapter, type) and issubclass(adapter, PygigoBroker)):
+        raise ConfigurationError(f"{spec.path!r} (registered for {scheme}://) is not a PygigoBroker subclass.")
+    return adapter
+
+
+def build_broker(url: str, *, middleware: list[Middleware] | None = None) -> PygigoBroker:
+    """Build the broker ``url`` names. No I/O happens until the broker is used."""
+    if "://" not in url:
+        raise ConfigurationError(
+            f"Broker URL {redact(url)!r} has no scheme. Use one of: "
+            + ", ".join(f"{s}://" for s in known_schemes())
+            + "."
+        )
+    scheme = url.split("://", 1)[0].lower()
+    return load_adapter(scheme).from_url(url, middleware=middleware)

@@ -1,0 +1,96 @@
+"""RabbitMQ broker over pika (Dramatiq's ``RabbitmqBroker`` underneath).
+
+Features: durable queues and persistent messages; publisher confirms on by default (``send``
+returns only once RabbitMQ has the message); broker-level priority (queues are declared with
+``x-max-priority``); native dead-lettering (each queue ``q`` dead-letters to ``q.XQ``);
+delays (a ``q.DQ`` queue, held by the worker until due); a worker's unacknowledged messages
+are redelivered when its connection closes (at-least-once). A publish that finds its
+connection closed (RabbitMQ restarted, or an idle connection dropped by the server) reconnects
+and retries before giving up with ``BrokerUnavailable``.
+
+URL form: ``amqp://user:password@host[:port]/vhost[?option=value&...]`` (vhost ``/`` is
+``%2F``; ``amqps://`` for TLS).
+
+Options:
+  confirm                     publisher confirms (default true)
+  max_priority                highest priority, 1-255; 0 turns priority queues off (default 10).
+                              A queue's priority setting is fixed when it is first declared.
+  heartbeat                   AMQP heartbeat in seconds (pika's; default the server's)
+  connection_attempts         connection attempts before giving up (default 1)
+  blocked_connection_timeout  seconds a connection blocked by the server may wait (default none)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Self
+from urllib.parse import urlencode
+
+import pika
+import pika.exceptions
+from dramatiq.brokers import rabbitmq as dramatiq_rabbitmq
+from dramatiq.middleware import Middleware
+
+from .base import BrokerURL, Capabilities, Option, PygigoBroker, QueueStats, parse_bool
+
+_PIKA_OPTIONS = ("heartbeat", "connection_attempts", "blocked_connection_timeout")
+
+
+def _priority(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 255:
+        raise ValueError("must be between 0 (off) and 255")
+    return number
+
+
+class RabbitmqBroker(PygigoBroker, dramatiq_rabbitmq.RabbitmqBroker):
+    scheme = "amqp"
+    # RabbitMQ 4's default max_message_size is 16 MiB.
+    capabilities = Capabilities(
+        max_message_bytes=16 * 1024 * 1024,
+        supports_priority=True,
+        native_dead_letter=True,
+        redelivery="connection",
+    )
+    url_options = {
+        "confirm": Option(parse_bool, True, "wait for publisher confirms (true/false)"),
+        "max_priority": Option(_priority, 10, "highest message priority, 0 turns it off"),
+        "heartbeat": Option(int, None, "AMQP heartbeat in seconds"),
+        "connection_attempts": Option(int, None, "connection attempts"),
+        "blocked_connection_timeout": Option(float, None, "seconds a blocked connection may wait"),
+    }
+    driver_errors = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)
+
+    @classmethod
+    def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
+        pika_query = {k: url.options[k] for k in _PIKA_OPTIONS if url.options[k] is not None}
+        driver_url = url.without_query() + (f"?{urlencode(pika_query)}" if pika_query else "")
+        max_priority = url.options["max_priority"] or None
+        broker = cls(
+            url=driver_url,
+            middleware=middleware,
+            confirm_delivery=url.options["confirm"],
+            max_priority=max_priority,
+        )
+        if max_priority is None:
+            broker.capabilities = dataclasses.replace(cls.capabilities, supports_priority=False)
+        broker.endpoint = f"{url.hostname or '127.0.0.1'}:{url.port or 5672}"
+        return broker
+
+    def ping(self) -> None:
+        with self.translate_errors():
+            if not self.connection.is_open:
+                raise pika.exceptions.AMQPConnectionError("connection is closed")
+
+    def queue_stats(self, queue_name: str) -> QueueStats:
+        with self.translate_errors():
+            self.declare_queue(queue_name, ensure=True)
+            ready, delayed, dead = self.get_queue_message_counts(queue_name)
+        return QueueStats(ready=ready, delayed=delayed, dead=dead)
+
+    def delete_queue(self, queue_name: str) -> None:
+        """Delete ``queue_name`` with its delay and dead-letter queues (tests, tear-down)."""
+        with self.translate_errors():
+            for name in (queue_name, f"{queue_name}.DQ", f"{queue_name}.XQ"):
+                self.channel.queue_delete(name)
+        self.queues.discard(queue_name)

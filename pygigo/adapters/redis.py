@@ -1,0 +1,94 @@
+"""Redis broker (Dramatiq's ``RedisBroker`` underneath).
+
+Features: durable queues, delays (held by the worker until due), retries, dead letters
+(kept ``dead_message_ttl_ms``), queue stats. Workers send heartbeats; the messages of a worker
+that stops heart-beating are requeued (at-least-once). No broker-level priority: ``priority``
+orders work only inside one worker's prefetch.
+
+URL form: ``redis://[:password@]host[:port][/db][?option=value&...]`` (``rediss://`` for TLS).
+
+Options:
+  namespace             key prefix of every Redis key (default ``pygigo``)
+  heartbeat_timeout_ms  silence after which a worker counts as dead and its messages are
+                        requeued (default 60000)
+  dead_message_ttl_ms   how long dead letters are kept (default 7 days)
+  maintenance_chance    out of a million commands, how many also run maintenance (requeue of
+                        dead workers' messages, dead-letter expiry); default 1000
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import redis
+from dramatiq.brokers import redis as dramatiq_redis
+from dramatiq.common import current_millis, dq_name, xq_name
+from dramatiq.middleware import Middleware
+
+from .base import BrokerURL, Capabilities, Option, PygigoBroker, QueueStats
+
+_WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+class RedisBroker(PygigoBroker, dramatiq_redis.RedisBroker):
+    scheme = "redis"
+    capabilities = Capabilities(max_message_bytes=512 * 1024 * 1024, redelivery="heartbeat")
+    url_options = {
+        "namespace": Option(str, "pygigo", "prefix of every Redis key"),
+        "heartbeat_timeout_ms": Option(int, 60_000, "ms of silence before a worker counts as dead"),
+        "dead_message_ttl_ms": Option(int, _WEEK_MS, "ms dead letters are kept"),
+        "maintenance_chance": Option(int, 1000, "commands per million that also run maintenance"),
+    }
+    driver_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+    @classmethod
+    def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
+        broker = cls(
+            url=url.without_query(),
+            middleware=middleware,
+            namespace=url.options["namespace"],
+            heartbeat_timeout=url.options["heartbeat_timeout_ms"],
+            dead_message_ttl=url.options["dead_message_ttl_ms"],
+            maintenance_chance=url.options["maintenance_chance"],
+        )
+        broker.endpoint = f"{url.hostname or '127.0.0.1'}:{url.port or 6379}{url.path or '/0'}"
+        return broker
+
+    def ping(self) -> None:
+        with self.translate_errors():
+            self.client.ping()
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> dramatiq_redis._RedisConsumer:
+        # Requeue what dead workers held on this queue now, at start-up, instead of waiting
+        # for Dramatiq's random maintenance (0.1% of commands): a restarted worker picks up
+        # the messages its killed predecessor had in hand as soon as their heartbeat expires.
+        self.sweep(queue_name)
+        return super().consume(queue_name, prefetch=prefetch, timeout=timeout)
+
+    def sweep(self, queue_name: str) -> None:
+        """Run Dramatiq's maintenance on ``queue_name`` now: requeue messages held by
+        workers whose heartbeat expired, expire old dead letters."""
+        with self.translate_errors():
+            # Same argument layout as RedisBroker._dispatch (dramatiq 2.x dispatch.lua),
+            # with the do_maintenance flag forced on.
+            args = [
+                "qsize",
+                current_millis(),
+                queue_name,
+                self.broker_id,
+                self.heartbeat_timeout,
+                self.dead_message_ttl,
+                1,
+                self._max_unpack_size(),
+            ]
+            self.scripts["dispatch"](args=args, keys=[self.namespace])
+
+    def queue_stats(self, queue_name: str) -> QueueStats:
+        prefix = f"{self.namespace}:"
+        with self.translate_errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.llen(prefix + queue_name)
+            pipe.llen(prefix + dq_name(queue_name))
+            pipe.zcard(prefix + xq_name(queue_name))
+            ready, delayed, dead = pipe.execute()
+        return QueueStats(ready=ready, delayed=delayed, dead=dead)

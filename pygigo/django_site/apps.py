@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class PygigoConfig(AppConfig):
+    name = "pygigo.django_site"
+    label = "pygigo"
+    verbose_name = "Pygigo"
+    default_auto_field = "django.db.models.BigAutoField"

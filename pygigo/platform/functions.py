@@ -1,0 +1,181 @@
+"""``@pygigo.function``: a plain Python callable, registered as a Dramatiq actor.
+
+The actor is bound lazily to the process's broker (see :mod:`.runtime`), so a functions module
+can be imported before any broker is configured, and tests can swap brokers.
+
+Units are in option names: ``time_limit_s``, ``min_backoff_s``. Priority follows RabbitMQ and
+Celery: 0 (default) to 9, higher runs first. On brokers with ``supports_priority`` it is a
+broker-level priority; everywhere it also orders work inside one worker's prefetch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import dramatiq
+
+from ..adapters.base import ConfigurationError
+from . import runtime
+from .registry import registry
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+MAX_PRIORITY = 9
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionOptions:
+    """How a function runs. Validated when it is declared, not when it first runs."""
+
+    queue: str = "default"
+    max_retries: int = 3
+    min_backoff_s: float = 1.0
+    max_backoff_s: float = 300.0
+    time_limit_s: float | None = 600.0
+    max_age_s: float | None = None
+    priority: int = 0
+    #: May anyone invoke it over HTTP, without signing in?
+    public: bool = False
+    #: Forward Cookie and Authorization headers of an HTTP request to the function.
+    forward_secrets: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.queue or not self.queue.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise ConfigurationError(f"queue={self.queue!r}: use letters, digits, '-', '_' and '.' only.")
+        if self.queue.endswith((".DQ", ".XQ")):
+            raise ConfigurationError(f"queue={self.queue!r}: names ending in .DQ/.XQ are reserved.")
+        if self.max_retries < 0:
+            raise ConfigurationError(f"max_retries={self.max_retries}: must be 0 or more.")
+        if not 0 <= self.min_backoff_s <= self.max_backoff_s:
+            raise ConfigurationError("min_backoff_s must be >= 0 and <= max_backoff_s.")
+        for name in ("time_limit_s", "max_age_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"{name}={value}: must be positive, or None for no limit.")
+        if not 0 <= self.priority <= MAX_PRIORITY:
+            raise ConfigurationError(f"priority={self.priority}: must be between 0 and {MAX_PRIORITY}.")
+
+    def actor_options(self) -> dict[str, Any]:
+        """The options as Dramatiq's middleware reads them (milliseconds)."""
+        options: dict[str, Any] = {
+            "max_retries": self.max_retries,
+            "min_backoff": int(self.min_backoff_s * 1000),
+            "max_backoff": int(self.max_backoff_s * 1000),
+        }
+        if self.time_limit_s is not None:
+            options["time_limit"] = int(self.time_limit_s * 1000)
+        if self.max_age_s is not None:
+            options["max_age"] = int(self.max_age_s * 1000)
+        return options
+
+
+class Function(Generic[P, R]):
+    """A registered function. Calling it runs it here; ``send`` runs it on a worker."""
+
+    def __init__(self, fn: Callable[P, R], name: str, options: FunctionOptions) -> None:
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.queue = options.queue
+        self.origin = f"{fn.__module__}.{fn.__qualname__}"
+        self._broker: dramatiq.Broker | None = None
+        self._actor: dramatiq.Actor[P, R] | None = None
+        self._supports_priority = False
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<pygigo.Function {self.name!r} queue={self.queue!r}>"
+
+    def bind(self, broker: dramatiq.Broker) -> dramatiq.Actor[P, R]:
+        """Declare this function as an actor on ``broker`` (idempotent per broker)."""
+        if self._broker is not broker or self._actor is None:
+            self._actor = dramatiq.Actor(
+                self.fn,
+                broker=broker,
+                actor_name=self.name,
+                queue_name=self.queue,
+                # Dramatiq runs lower numbers first; Pygigo's priority is "higher first".
+                priority=-self.options.priority,
+                options=self.options.actor_options(),
+            )
+            caps = getattr(broker, "capabilities", None)
+            self._supports_priority = bool(caps and caps.supports_priority)
+            self._broker = broker
+        return self._actor
+
+    @property
+    def actor(self) -> dramatiq.Actor[P, R]:
+        """The Dramatiq actor on the process's current broker."""
+        broker = runtime.get_broker()
+        if broker is not self._broker or self._actor is None:
+            return self.bind(broker)
+        return self._actor
+
+    def send(self, *args: P.args, **kwargs: P.kwargs) -> dramatiq.Message[R]:
+        """Enqueue a call with JSON-serialisable arguments; returns the message."""
+        return self.send_with_options(args=args, kwargs=kwargs)
+
+    def send_with_options(
+        self,
+        *,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        delay_s: float | None = None,
+        priority: int | None = None,
+        **options: Any,
+    ) -> dramatiq.Message[R]:
+        """Enqueue with per-message options: ``delay_s`` (run no earlier than that many
+        seconds from now), ``priority`` (0-9), and Dramatiq message options."""
+        actor = self.actor
+        if priority is None:
+            priority = self.options.priority
+        elif not 0 <= priority <= MAX_PRIORITY:
+            raise ConfigurationError(f"priority={priority}: must be between 0 and {MAX_PRIORITY}.")
+        if priority and self._supports_priority:
+            options["broker_priority"] = priority
+        delay = None if delay_s is None else max(0, int(delay_s * 1000))
+        return actor.send_with_options(args=args, kwargs=kwargs or {}, delay=delay, **options)
+
+
+@overload
+def function(fn: Callable[P, R], /) -> Function[P, R]: ...
+@overload
+def function(
+    *,
+    name: str | None = None,
+    queue: str = "default",
+    max_retries: int = 3,
+    min_backoff_s: float = 1.0,
+    max_backoff_s: float = 300.0,
+    time_limit_s: float | None = 600.0,
+    max_age_s: float | None = None,
+    priority: int = 0,
+    public: bool = False,
+    forward_secrets: bool = False,
+) -> Callable[[Callable[P, R]], Function[P, R]]: ...
+
+
+def function(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any) -> Any:
+    """Register ``fn`` as a Pygigo function (usable bare or with options; see FunctionOptions)."""
+    unknown = set(options) - {f.name for f in dataclasses.fields(FunctionOptions)}
+    if unknown:
+        known = ", ".join(["name", *(f.name for f in dataclasses.fields(FunctionOptions))])
+        raise ConfigurationError(f"Unknown option(s) {', '.join(sorted(unknown))} for @pygigo.function. Known: {known}.")
+    parsed = FunctionOptions(**options)
+
+    def decorate(target: Callable[P, R]) -> Function[P, R]:
+        wrapped: Function[P, R] = Function(target, name or target.__name__, parsed)
+        registry.add(wrapped)
+        broker = runtime.active_broker()
+        if broker is not None:
+            wrapped.bind(broker)
+        return wrapped
+
+    return decorate(fn) if fn is not None else decorate

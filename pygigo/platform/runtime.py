@@ -1,0 +1,68 @@
+"""The process's broker: built once from settings, shared by every function.
+
+``get_broker()`` is the hot path of every ``send``: after the first call it is one global
+read. ``set_broker()`` replaces it (tests, or a process serving another URL) and re-binds every
+registered function to the new broker.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import dramatiq
+from dramatiq.middleware import Middleware, default_middleware
+from django.utils.module_loading import import_string
+
+from ..adapters.base import ConfigurationError, PygigoBroker, build_broker
+from . import settings
+from .registry import registry
+
+_broker: PygigoBroker | None = None
+_lock = threading.Lock()
+
+
+def build_middleware() -> list[Middleware]:
+    """Dramatiq's default middleware, then the classes named in ``PYGIGO_MIDDLEWARE``."""
+    middleware: list[Middleware] = [cls() for cls in default_middleware]
+    for path in settings.middleware_paths():
+        try:
+            cls = import_string(path)
+        except ImportError as exc:
+            raise ConfigurationError(f"PYGIGO_MIDDLEWARE entry {path!r} cannot be imported: {exc}") from exc
+        middleware.append(cls())
+    return middleware
+
+
+def get_broker() -> PygigoBroker:
+    """The broker this process sends to and consumes from, built on first use."""
+    broker = _broker
+    if broker is None:
+        with _lock:
+            broker = _broker
+            if broker is None:
+                broker = build_broker(settings.broker_url(), middleware=build_middleware())
+                set_broker(broker)
+    return broker
+
+
+def set_broker(broker: PygigoBroker) -> None:
+    """Make ``broker`` the process's broker (also Dramatiq's global one) and bind every
+    registered function to it."""
+    global _broker
+    _broker = broker
+    dramatiq.set_broker(broker)
+    registry.bind_all(broker)
+
+
+def active_broker() -> PygigoBroker | None:
+    """The broker if one was built already, without building one."""
+    return _broker
+
+
+def reset() -> None:
+    """Forget the broker (closing it). The next ``get_broker()`` builds a new one."""
+    global _broker
+    with _lock:
+        if _broker is not None:
+            _broker.close()
+        _broker = None

@@ -1,0 +1,157 @@
+"""Running workers: Dramatiq's process manager, with Pygigo's broker and fail-fast checks.
+
+``run_worker`` checks everything it can in the parent process (the modules import, the queues
+exist, the broker answers) and only then hands over to Dramatiq's CLI, which forks the worker
+processes, forwards signals (TERM/INT: graceful stop, requeueing prefetched and delayed
+messages; HUP: reload) and restarts nothing behind your back. Each worker process calls
+:func:`boot`, which configures Django and builds the broker from settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import dramatiq
+from dramatiq import cli as dramatiq_cli
+
+from ..adapters.base import ConfigurationError
+from . import runtime
+from .registry import registry
+
+logger = logging.getLogger("pygigo.worker")
+
+BOOT = f"{__name__}:boot"
+
+
+def boot() -> None:
+    """Entry point of each worker process (Dramatiq's "broker" argument): Django first, so
+    functions may use the ORM, then the broker, bound to every registered function."""
+    setup_django()
+    dramatiq.set_broker(runtime.get_broker())
+
+
+def setup_django() -> None:
+    import django
+    from django.conf import settings
+
+    if settings.configured:
+        return
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        raise ConfigurationError(
+            "DJANGO_SETTINGS_MODULE is not set. Run workers with the `pygigo` command (it defaults "
+            "to Pygigo's own site) or `manage.py pygigo_worker`."
+        )
+    django.setup()
+
+
+def import_modules(modules: Sequence[str]) -> None:
+    if str(os.getcwd()) not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"Cannot import functions module {module!r}: {exc}. Run from the directory that "
+                f"contains it, or make it importable (PYTHONPATH)."
+            ) from exc
+
+
+def check_queues(queues: Sequence[str]) -> None:
+    known = registry.queues()
+    unknown = sorted(set(queues) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"No function uses queue(s) {', '.join(unknown)}. Queues of the loaded functions: "
+            f"{', '.join(sorted(known)) or 'none (did you name your functions module?)'}."
+        )
+
+
+def preflight(modules: Sequence[str], queues: Sequence[str]) -> None:
+    """Everything that can fail before forking: imports, queue names, reaching the broker."""
+    setup_django()
+    import_modules(modules)
+    if not len(registry):
+        raise ConfigurationError(
+            f"No @pygigo.function found in {', '.join(modules) or 'no module'}. "
+            f"Name the module(s) that define your functions: pygigo worker myproject.functions"
+        )
+    check_queues(queues)
+    broker = runtime.get_broker()
+    try:
+        broker.ping()
+    finally:
+        # Worker processes build their own broker: connections must not cross a fork.
+        runtime.reset()
+
+
+def run_worker(
+    modules: Sequence[str],
+    *,
+    processes: int = 2,
+    threads: int = 8,
+    queues: Sequence[str] = (),
+    shutdown_timeout_s: float = 600.0,
+    watch: str | None = None,
+    pid_file: str | None = None,
+    log_file: str | None = None,
+    verbose: int = 0,
+) -> int:
+    """Start ``processes`` × ``threads`` workers for the functions in ``modules``; blocks.
+
+    Returns the exit code (0 after a clean shutdown).
+    """
+    preflight(modules, queues)
+    argv = [BOOT, *modules, "--processes", str(processes), "--threads", str(threads)]
+    argv += ["--worker-shutdown-timeout", str(int(shutdown_timeout_s * 1000))]
+    if queues:
+        argv += ["--queues", *queues]
+    if watch:
+        argv += ["--watch", watch]
+    if pid_file:
+        argv += ["--pid-file", pid_file]
+    if log_file:
+        argv += ["--log-file", log_file]
+    argv += ["-v"] * verbose
+    args = dramatiq_cli.make_argument_parser().parse_args(argv)
+    return int(dramatiq_cli.main(args) or 0)
+
+
+def _queue_list(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The worker's command-line options (shared by ``pygigo worker`` and ``manage.py``)."""
+    parser.add_argument("modules", nargs="+", help="modules that define your functions, e.g. myproject.functions")
+    parser.add_argument("--processes", "-p", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--threads", "-t", type=int, default=8, help="threads per process (default 8)")
+    parser.add_argument(
+        "--queues", "-Q", type=_queue_list, default=[], help="comma-separated queues to serve (default: all)"
+    )
+    parser.add_argument(
+        "--shutdown-timeout", type=float, default=600.0, help="seconds running tasks get to finish on stop"
+    )
+    parser.add_argument("--watch", metavar="DIR", help="reload workers when Python files under DIR change")
+    parser.add_argument("--pid-file", help="write the main process's PID here")
+    parser.add_argument("--log-file", help="write logs here instead of stderr")
+    parser.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    return run_worker(
+        args.modules,
+        processes=args.processes,
+        threads=args.threads,
+        queues=args.queues,
+        shutdown_timeout_s=args.shutdown_timeout,
+        watch=args.watch,
+        pid_file=args.pid_file,
+        log_file=args.log_file,
+        verbose=args.verbose,
+    )

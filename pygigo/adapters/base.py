@@ -247,7 +247,7 @@ class PygigoBroker(dramatiq.Broker):
             raise
         except self.driver_errors as exc:
             raise self.unavailable(exc) from exc
-        except dramatiq.errors.ConnectionError as exc:
+        except dramatiq.errors.BrokerConnectionError as exc:
             raise self.unavailable(exc) from exc
 
     def unavailable(self, exc: BaseException) -> BrokerUnavailable:

@@ -8,7 +8,7 @@ adapter into this tree, so user code catches Pygigo errors and never a driver's:
     ├── ConfigurationError          (also a Django ImproperlyConfigured)
     │   └── DriverMissing           optional driver not installed; names the extra
     └── BrokerError                 (also a dramatiq BrokerError)
-        ├── BrokerUnavailable       cannot reach the broker (also a dramatiq ConnectionError,
+        ├── BrokerUnavailable       cannot reach the broker (also a dramatiq BrokerConnectionError,
         │                           so Dramatiq's worker keeps retrying as it does for its own)
         ├── QueueMissing            the queue does not exist on the broker
         ├── MessageTooLarge         refused before any I/O: over the adapter's max_message_bytes
@@ -57,7 +57,7 @@ class BrokerError(PygigoError, dramatiq_errors.BrokerError):
     """Something went wrong talking to the broker."""
 
 
-class BrokerUnavailable(BrokerError, dramatiq_errors.ConnectionError):
+class BrokerUnavailable(BrokerError, dramatiq_errors.BrokerConnectionError):
     """The broker cannot be reached (down, wrong host or port, refused credentials)."""
 
 

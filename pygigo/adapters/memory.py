@@ -14,8 +14,12 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from dramatiq.brokers.stub import StubBroker
+from collections.abc import Iterable
+
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.stub import StubBroker, _StubConsumer
 from dramatiq.common import dq_name
+from dramatiq.errors import QueueNotFound
 from dramatiq.middleware import Middleware
 
 from .base import BrokerURL, Capabilities, ConfigurationError, PygigoBroker, QueueStats
@@ -32,6 +36,19 @@ class MemoryBroker(PygigoBroker, StubBroker):
             raise ConfigurationError(f"memory:// takes no host or path; got {url.raw!r}. Use 'memory://'.")
         return cls(middleware=middleware, fail_fast_default=False)
 
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> _MemoryConsumer:
+        try:
+            queue = self.queues[queue_name]
+        except KeyError:
+            raise QueueNotFound(queue_name) from None
+        return _MemoryConsumer(queue, self.dead_letters_by_queue[queue_name], prefetch, timeout)
+
+    def flush(self, queue_name: str) -> None:
+        # Dramatiq's stub flushes the ready queue only; delayed messages go too.
+        for name in (queue_name, dq_name(queue_name)):
+            if name in self.queues:
+                super().flush(name)
+
     def ping(self) -> None:
         return None
 
@@ -40,3 +57,14 @@ class MemoryBroker(PygigoBroker, StubBroker):
         ready = queues[queue_name].qsize() if queue_name in queues else 0
         delayed = queues[dq_name(queue_name)].qsize() if dq_name(queue_name) in queues else 0
         return QueueStats(ready=ready, delayed=delayed, dead=len(self.dead_letters_by_queue.get(queue_name, [])))
+
+
+class _MemoryConsumer(_StubConsumer):
+    """Dramatiq's stub consumer drops what a stopping worker had prefetched; put it back."""
+
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        for message in messages:
+            self.queue.put(message._message.encode())
+            # The put counted a new task; the one we got is done, so joins stay balanced.
+            self.queue.task_done()
+            self.prefetch_semaphore.release()

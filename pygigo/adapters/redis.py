@@ -18,7 +18,8 @@ Options:
 
 from __future__ import annotations
 
-from typing import Self
+import time
+from typing import Any, Self
 
 import redis
 from dramatiq.brokers import redis as dramatiq_redis
@@ -58,12 +59,8 @@ class RedisBroker(PygigoBroker, dramatiq_redis.RedisBroker):
         with self.translate_errors():
             self.client.ping()
 
-    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> dramatiq_redis._RedisConsumer:
-        # Requeue what dead workers held on this queue now, at start-up, instead of waiting
-        # for Dramatiq's random maintenance (0.1% of commands): a restarted worker picks up
-        # the messages its killed predecessor had in hand as soon as their heartbeat expires.
-        self.sweep(queue_name)
-        return super().consume(queue_name, prefetch=prefetch, timeout=timeout)
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _SweepingConsumer:
+        return _SweepingConsumer(self, queue_name, prefetch, timeout)
 
     def sweep(self, queue_name: str) -> None:
         """Run Dramatiq's maintenance on ``queue_name`` now: requeue messages held by
@@ -92,3 +89,24 @@ class RedisBroker(PygigoBroker, dramatiq_redis.RedisBroker):
             pipe.zcard(prefix + xq_name(queue_name))
             ready, delayed, dead = pipe.execute()
         return QueueStats(ready=ready, delayed=delayed, dead=dead)
+
+
+class _SweepingConsumer(dramatiq_redis._RedisConsumer):
+    """Sweeps its queue at start and then once per heartbeat timeout.
+
+    Dramatiq requeues a dead worker's messages only during random maintenance (0.1% of
+    commands by default), so on a quiet queue they could wait for hours; sweeping on a clock
+    bounds that to about two heartbeat timeouts.
+    """
+
+    def __init__(self, broker: RedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self._sweep_every_s = broker.heartbeat_timeout / 1000
+        self._next_sweep = 0.0
+
+    def __next__(self) -> Any:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_every_s
+            self.broker.sweep(self.queue_name)
+        return super().__next__()

@@ -1,0 +1,106 @@
+"""One fixture per adapter; the conformance suite runs once against each.
+
+Adding an adapter to the suite = adding one entry to ADAPTERS (and its service, if any).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import dramatiq
+import pytest
+
+from pygigo.adapters.base import PygigoBroker, build_broker
+from pygigo.platform import runtime
+from tests.conftest import require_service
+
+from . import functions
+
+RUN = functions.RUN
+
+
+@dataclass
+class AdapterCase:
+    name: str
+    url: str
+    service: str | None = None
+    cleanup: Callable[[PygigoBroker], None] | None = None
+
+
+def _delete_rabbit_queues(broker: PygigoBroker) -> None:
+    for queue in (functions.QUEUE, functions.SLOW_QUEUE):
+        broker.delete_queue(queue)  # type: ignore[attr-defined]
+
+
+def _delete_redis_keys(broker: PygigoBroker) -> None:
+    client = broker.client  # type: ignore[attr-defined]
+    keys = list(client.scan_iter(f"{broker.namespace}:*"))  # type: ignore[attr-defined]
+    if keys:
+        client.delete(*keys)
+
+
+ADAPTERS = {
+    "memory": AdapterCase("memory", "memory://"),
+    "redis": AdapterCase(
+        "redis",
+        f"redis://127.0.0.1:6379/15?namespace=t{RUN}&heartbeat_timeout_ms=2000",
+        "redis",
+        _delete_redis_keys,
+    ),
+    "rabbitmq": AdapterCase(
+        "rabbitmq", "amqp://guest:guest@127.0.0.1:5672/%2F?max_priority=10", "rabbitmq", _delete_rabbit_queues
+    ),
+}
+
+
+@pytest.fixture(params=list(ADAPTERS))
+def case(request: pytest.FixtureRequest) -> AdapterCase:
+    adapter_case = ADAPTERS[request.param]
+    if adapter_case.service:
+        require_service(adapter_case.service)
+    return adapter_case
+
+
+@pytest.fixture
+def broker(case: AdapterCase) -> Iterator[PygigoBroker]:
+    built = build_broker(case.url, middleware=runtime.build_middleware())
+    runtime.set_broker(built)
+    for queue in (functions.QUEUE, functions.SLOW_QUEUE):
+        built.flush(queue)
+    functions.record.clear()
+    yield built
+    try:
+        for queue in (functions.QUEUE, functions.SLOW_QUEUE):
+            built.flush(queue)
+        if case.cleanup:
+            case.cleanup(built)
+    finally:
+        runtime.reset()
+
+
+def require(broker: PygigoBroker, capability: str) -> None:
+    """Skip, naming the capability, when the adapter lacks it."""
+    if not getattr(broker.capabilities, capability):
+        pytest.skip(f"{broker.scheme}:// lacks capability {capability!r}")
+
+
+@contextlib.contextmanager
+def running_worker(broker: PygigoBroker, *, threads: int = 4, queues: set[str] | None = None) -> Iterator[dramatiq.Worker]:
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=50, queues=queues)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop(timeout=10_000)
+
+
+@pytest.fixture
+def worker_env(case: AdapterCase) -> dict[str, str]:
+    """Environment for a `pygigo worker` subprocess serving the conformance functions."""
+    env = dict(os.environ)
+    env["PYGIGO_BROKER_URL"] = case.url
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
+    return env

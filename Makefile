@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check pygigo tests bench examples
-	$(BIN)/ruff format --check pygigo tests bench examples
+	$(BIN)/ruff check pygigo tests examples $(wildcard bench)
+	$(BIN)/ruff format --check pygigo tests examples $(wildcard bench)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

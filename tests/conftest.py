@@ -37,7 +37,9 @@ def require_service(name: str) -> None:
     port = SERVICES[name]
     if service_up(port):
         return
-    reason = f"{name} is not listening on 127.0.0.1:{port}; start it with `bash infra/services.sh start {name}`"
+    reason = (
+        f"{name} is not listening on 127.0.0.1:{port}; start it with `bash infra/services.sh start {name}`"
+    )
     if os.environ.get("PYGIGO_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service missing: {reason}")
     pytest.skip(reason)

@@ -47,8 +47,8 @@ from .errors import (
 __all__ = [
     "AdapterSpec",
     "BrokerError",
-    "BrokerUnavailable",
     "BrokerURL",
+    "BrokerUnavailable",
     "Capabilities",
     "CapabilityError",
     "ConfigurationError",
@@ -198,7 +198,8 @@ class PygigoBroker(dramatiq.Broker):
 
     #: URL scheme(s) this adapter serves; the first is its canonical name.
     scheme: ClassVar[str]
-    capabilities: ClassVar[Capabilities]
+    #: Class default; an instance may narrow it (e.g. RabbitMQ with priority turned off).
+    capabilities: Capabilities
     #: Query options the URL may carry; anything else is refused.
     url_options: ClassVar[Mapping[str, Option]] = {}
     #: Driver exception types that mean "could not talk to the broker".
@@ -309,7 +310,9 @@ def load_adapter(scheme: str) -> type[PygigoBroker]:
         raise
     adapter = getattr(module, class_name, None)
     if not (isinstance(adapter, type) and issubclass(adapter, PygigoBroker)):
-        raise ConfigurationError(f"{spec.path!r} (registered for {scheme}://) is not a PygigoBroker subclass.")
+        raise ConfigurationError(
+            f"{spec.path!r} (registered for {scheme}://) is not a PygigoBroker subclass."
+        )
     return adapter
 
 

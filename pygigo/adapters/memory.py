@@ -12,9 +12,8 @@ brokers in one process never share messages.
 
 from __future__ import annotations
 
-from typing import Any, Self
-
 from collections.abc import Iterable
+from typing import Any, Self
 
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.stub import StubBroker, _StubConsumer
@@ -56,7 +55,9 @@ class MemoryBroker(PygigoBroker, StubBroker):
         queues: dict[str, Any] = self.queues
         ready = queues[queue_name].qsize() if queue_name in queues else 0
         delayed = queues[dq_name(queue_name)].qsize() if dq_name(queue_name) in queues else 0
-        return QueueStats(ready=ready, delayed=delayed, dead=len(self.dead_letters_by_queue.get(queue_name, [])))
+        return QueueStats(
+            ready=ready, delayed=delayed, dead=len(self.dead_letters_by_queue.get(queue_name, []))
+        )
 
 
 class _MemoryConsumer(_StubConsumer):

@@ -167,7 +167,9 @@ def function(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
     unknown = set(options) - {f.name for f in dataclasses.fields(FunctionOptions)}
     if unknown:
         known = ", ".join(["name", *(f.name for f in dataclasses.fields(FunctionOptions))])
-        raise ConfigurationError(f"Unknown option(s) {', '.join(sorted(unknown))} for @pygigo.function. Known: {known}.")
+        raise ConfigurationError(
+            f"Unknown option(s) {', '.join(sorted(unknown))} for @pygigo.function. Known: {known}."
+        )
     parsed = FunctionOptions(**options)
 
     def decorate(target: Callable[P, R]) -> Function[P, R]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 
 import dramatiq
-from dramatiq.middleware import Middleware, default_middleware
 from django.utils.module_loading import import_string
+from dramatiq.middleware import Middleware, default_middleware
 
 from ..adapters.base import ConfigurationError, PygigoBroker, build_broker
 from . import settings

@@ -102,7 +102,7 @@ def run_worker(
     log_file: str | None = None,
     verbose: int = 0,
 ) -> int:
-    """Start ``processes`` × ``threads`` workers for the functions in ``modules``; blocks.
+    """Start ``processes`` x ``threads`` workers for the functions in ``modules``; blocks.
 
     Returns the exit code (0 after a clean shutdown).
     """
@@ -126,9 +126,12 @@ def _queue_list(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The worker's command-line options (shared by ``pygigo worker`` and ``manage.py``)."""
-    parser.add_argument("modules", nargs="+", help="modules that define your functions, e.g. myproject.functions")
+def add_arguments(parser: argparse.ArgumentParser, *, verbose_flag: bool = True) -> None:
+    """The worker's command-line options (shared by ``pygigo worker`` and ``manage.py``,
+    which has its own ``-v/--verbosity``)."""
+    parser.add_argument(
+        "modules", nargs="+", help="modules that define your functions, e.g. myproject.functions"
+    )
     parser.add_argument("--processes", "-p", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--threads", "-t", type=int, default=8, help="threads per process (default 8)")
     parser.add_argument(
@@ -140,7 +143,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch", metavar="DIR", help="reload workers when Python files under DIR change")
     parser.add_argument("--pid-file", help="write the main process's PID here")
     parser.add_argument("--log-file", help="write logs here instead of stderr")
-    parser.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
+    if verbose_flag:
+        parser.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
 
 
 def run_from_args(args: argparse.Namespace) -> int:

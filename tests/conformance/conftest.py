@@ -88,7 +88,9 @@ def require(broker: PygigoBroker, capability: str) -> None:
 
 
 @contextlib.contextmanager
-def running_worker(broker: PygigoBroker, *, threads: int = 4, queues: set[str] | None = None) -> Iterator[dramatiq.Worker]:
+def running_worker(
+    broker: PygigoBroker, *, threads: int = 4, queues: set[str] | None = None
+) -> Iterator[dramatiq.Worker]:
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=50, queues=queues)
     worker.start()
     try:

@@ -41,7 +41,9 @@ class Recorder:
         with self._cond:
             ok = self._cond.wait_for(lambda: len(self._calls[key]) >= count, timeout=timeout)
             if not ok:
-                raise AssertionError(f"{key!r}: {len(self._calls[key])} calls after {timeout}s, expected {count}")
+                raise AssertionError(
+                    f"{key!r}: {len(self._calls[key])} calls after {timeout}s, expected {count}"
+                )
             return list(self._calls[key])
 
     def clear(self) -> None:

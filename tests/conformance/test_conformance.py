@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -35,7 +36,7 @@ def test_send_and_consume_round_trips_json_arguments(broker: PygigoBroker) -> No
     payload = {"text": "héllo ✓", "n": 3, "x": 1.5, "none": None, "list": [1, [2, {"a": True}]]}
     with running_worker(broker):
         functions.echo.send("rt", 1, "two", payload, flag=False, nested={"k": ["v"]})
-        (_, got), = record.wait_for("rt", 1)
+        ((_, got),) = record.wait_for("rt", 1)
     assert got == {"args": [1, "two", payload], "kwargs": {"flag": False, "nested": {"k": ["v"]}}}
 
 
@@ -44,9 +45,9 @@ def test_delayed_message_does_not_run_before_its_time(broker: PygigoBroker) -> N
         sent = time.time()
         functions.echo.send_with_options(args=("delayed",), delay_s=1.0)
         functions.echo.send("now")
-        (ran_now, _), = record.wait_for("now", 1)
+        ((ran_now, _),) = record.wait_for("now", 1)
         assert record.calls("delayed") == []
-        (ran_at, _), = record.wait_for("delayed", 1, timeout=10)
+        ((ran_at, _),) = record.wait_for("delayed", 1, timeout=10)
     assert ran_at - sent >= 0.95
     assert ran_now < ran_at
 
@@ -55,18 +56,24 @@ def test_retries_with_backoff_then_dead_letter(broker: PygigoBroker) -> None:
     with running_worker(broker):
         functions.always_fails.send("fails")
         calls = record.wait_for("fails", 3)
-        wait_until(lambda: broker.queue_stats(functions.QUEUE).dead == 1, what="the message in the dead letters")
+        wait_until(
+            lambda: broker.queue_stats(functions.QUEUE).dead == 1, what="the message in the dead letters"
+        )
     times = [at for at, _ in calls]
     assert len(calls) == 3  # one run + max_retries=2
-    assert all(later > earlier for earlier, later in zip(times, times[1:], strict=False))
+    assert all(later > earlier for earlier, later in itertools.pairwise(times))
     assert broker.queue_stats(functions.QUEUE).ready == 0
 
 
 def test_unknown_actor_is_dead_lettered_not_a_crash(broker: PygigoBroker) -> None:
-    stranger = dramatiq.Message(queue_name=functions.QUEUE, actor_name="no_such_function", args=(), kwargs={}, options={})
+    stranger = dramatiq.Message(
+        queue_name=functions.QUEUE, actor_name="no_such_function", args=(), kwargs={}, options={}
+    )
     with running_worker(broker):
         broker.enqueue(stranger)
-        wait_until(lambda: broker.queue_stats(functions.QUEUE).dead == 1, what="the unknown message dead-lettered")
+        wait_until(
+            lambda: broker.queue_stats(functions.QUEUE).dead == 1, what="the unknown message dead-lettered"
+        )
         functions.echo.send("after")
         record.wait_for("after", 1)
 

@@ -13,11 +13,13 @@ class Command(BaseCommand):
     help = "Run Pygigo workers for the functions in the given modules (same options as `pygigo worker`)."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        worker.add_arguments(parser)
+        worker.add_arguments(parser, verbose_flag=False)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            code = worker.run_from_args(argparse.Namespace(**options))
+            code = worker.run_from_args(
+                argparse.Namespace(verbose=max(0, options["verbosity"] - 1), **options)
+            )
         except PygigoError as exc:
             raise CommandError(str(exc)) from exc
         if code:

@@ -1,0 +1,38 @@
+"""A functions module a newcomer can read in one minute.
+
+Run a worker for it (any broker; here Redis):
+
+    PYGIGO_BROKER_URL=redis://127.0.0.1:6379/0 pygigo worker examples.functions
+
+and, from another shell or process:
+
+    >>> from examples.functions import add
+    >>> add.send(1, 2)
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pygigo
+
+logger = logging.getLogger(__name__)
+
+
+@pygigo.function(queue="math", max_retries=3)
+def add(x: int, y: int) -> int:
+    """Runs on a worker; retried up to 3 times if it raises."""
+    result = x + y
+    logger.info("add(%s, %s) = %s", x, y, result)
+    return result
+
+
+@pygigo.function(queue="reports", time_limit_s=300, priority=2, public=True)
+def nightly_report(day: str) -> dict[str, str]:
+    """A slower job on its own queue, so urgent work keeps its own workers."""
+    return {"day": day, "status": "done"}
+
+
+@pygigo.function
+def noop() -> None:
+    """Does nothing: handy for checking a deployment end to end."""

@@ -1,0 +1,115 @@
+"""@pygigo.function: options, validation, binding to the process's broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import pygigo
+from pygigo.adapters.base import Capabilities, build_broker
+from pygigo.adapters.memory import MemoryBroker
+from pygigo.platform import runtime
+from pygigo.platform.registry import registry
+
+
+@pytest.fixture
+def memory_broker() -> Iterator[pygigo.PygigoError | object]:
+    broker = build_broker("memory://", middleware=runtime.build_middleware())
+    runtime.set_broker(broker)
+    yield broker
+    runtime.reset()
+
+
+def test_options_map_to_dramatiq_units() -> None:
+    options = pygigo.FunctionOptions(
+        max_retries=5, min_backoff_s=0.5, max_backoff_s=2, time_limit_s=3, max_age_s=4
+    )
+    assert options.actor_options() == {
+        "max_retries": 5,
+        "min_backoff": 500,
+        "max_backoff": 2000,
+        "time_limit": 3000,
+        "max_age": 4000,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"priority": 10}, "priority=10"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"queue": "bad queue"}, "queue="),
+        ({"queue": "x.XQ"}, "reserved"),
+        ({"min_backoff_s": 5, "max_backoff_s": 1}, "min_backoff_s"),
+        ({"time_limit_s": 0}, "time_limit_s"),
+    ],
+)
+def test_bad_options_fail_at_declaration(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(pygigo.ConfigurationError, match=message):
+        pygigo.function(**kwargs)  # type: ignore[call-overload]
+
+
+def test_unknown_option_is_refused() -> None:
+    with pytest.raises(pygigo.ConfigurationError, match="retries_max"):
+        pygigo.function(retries_max=3)  # type: ignore[call-overload]
+
+
+def test_duplicate_names_from_different_code_are_refused() -> None:
+    def one() -> None: ...
+
+    def other() -> None: ...
+
+    pygigo.function(name="dup_name_test")(one)
+    with pytest.raises(pygigo.ConfigurationError, match="dup_name_test"):
+        pygigo.function(name="dup_name_test")(other)
+
+
+def test_function_is_callable_locally_and_sends_to_the_broker(memory_broker: object) -> None:
+    @pygigo.function(queue="unit")
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(4) == 8
+    message = double.send(4)
+    assert message.actor_name == "double"
+    assert message.queue_name == "unit"
+    assert runtime.get_broker().queue_stats("unit").ready == 1
+    assert registry.get("double") is double
+
+
+def test_functions_rebind_when_the_broker_changes() -> None:
+    @pygigo.function(queue="rebind")
+    def noop() -> None: ...
+
+    first = build_broker("memory://")
+    runtime.set_broker(first)
+    noop.send()
+    second = build_broker("memory://")
+    runtime.set_broker(second)
+    noop.send()
+    try:
+        assert first.queue_stats("rebind").ready == 1
+        assert second.queue_stats("rebind").ready == 1
+    finally:
+        runtime.reset()
+
+
+class PriorityMemoryBroker(MemoryBroker):
+    capabilities = Capabilities(supports_priority=True, durable=False, redelivery="none")
+
+
+def test_priority_becomes_broker_priority_only_where_supported() -> None:
+    @pygigo.function(queue="prio", priority=7)
+    def urgent() -> None: ...
+
+    try:
+        runtime.set_broker(build_broker("memory://"))
+        assert "broker_priority" not in urgent.send().options
+        runtime.set_broker(PriorityMemoryBroker())
+        assert urgent.send().options["broker_priority"] == 7
+        assert urgent.send_with_options(priority=2).options["broker_priority"] == 2
+        with pytest.raises(pygigo.ConfigurationError, match="priority=12"):
+            urgent.send_with_options(priority=12)
+    finally:
+        runtime.reset()

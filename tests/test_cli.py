@@ -1,0 +1,90 @@
+"""`pygigo worker` and `manage.py pygigo_worker`: fail fast with a fix, serve chosen queues."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from pygigo.adapters.base import build_broker
+from pygigo.platform import runtime
+from tests import cli_functions
+from tests.conformance.test_conformance import wait_until
+from tests.conftest import require_service
+
+
+def run_pygigo(*args: str, url: str = "memory://") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYGIGO_BROKER_URL": url}
+    return subprocess.run(
+        [sys.executable, "-m", "pygigo", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_missing_module_is_named() -> None:
+    result = run_pygigo("worker", "no_such_module_here")
+    assert result.returncode == 2
+    assert "Cannot import functions module 'no_such_module_here'" in result.stderr
+
+
+def test_unreachable_broker_fails_before_forking() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_pygigo("worker", "tests.cli_functions", url=f"redis://127.0.0.1:{port}/0")
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert "Dramatiq" not in result.stderr  # failed before any worker process booted
+
+
+def test_unknown_queue_lists_the_known_ones() -> None:
+    result = run_pygigo("worker", "tests.cli_functions", "--queues", "nope")
+    assert result.returncode == 2
+    assert "nope" in result.stderr and f"math-{cli_functions.RUN}" in result.stderr
+
+
+def test_unknown_scheme_fails_with_known_schemes() -> None:
+    result = run_pygigo("worker", "tests.cli_functions", url="kafka://x")
+    assert result.returncode == 2
+    assert "Known schemes" in result.stderr
+
+
+def test_manage_py_command_reports_configuration_errors() -> None:
+    with pytest.raises(CommandError, match="no_such_module_here"):
+        call_command("pygigo_worker", "no_such_module_here")
+
+
+@pytest.mark.slow
+def test_worker_serves_only_the_queues_asked_for(tmp_path: Path) -> None:
+    require_service("redis")
+    url = f"redis://127.0.0.1:6379/15?namespace=cli{cli_functions.RUN}"
+    broker = build_broker(url, middleware=runtime.build_middleware())
+    runtime.set_broker(broker)
+    env = {**os.environ, "PYGIGO_BROKER_URL": url}
+    command = [sys.executable, "-m", "pygigo", "worker", "tests.cli_functions", "-p", "2", "-t", "8"]
+    worker = subprocess.Popen(
+        [*command, "--queues", f"math-{cli_functions.RUN}"], env=env, start_new_session=True
+    )
+    try:
+        cli_functions.report.send(str(tmp_path))
+        cli_functions.add.send(1, 2, str(tmp_path))
+        wait_until(lambda: (tmp_path / "add-3").exists(), what="add(1, 2) to run on the worker")
+        assert not (tmp_path / "report").exists()
+        assert broker.queue_stats(f"reports-{cli_functions.RUN}").ready == 1
+    finally:
+        worker.terminate()
+        try:
+            assert worker.wait(timeout=30) == 0
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)
+            keys = list(broker.client.scan_iter(f"{broker.namespace}:*"))  # type: ignore[attr-defined]
+            if keys:
+                broker.client.delete(*keys)  # type: ignore[attr-defined]
+            runtime.reset()

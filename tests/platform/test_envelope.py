@@ -424,7 +424,12 @@ def test_put_leaves_no_temp_files_and_cleans_up_on_failure(
 def test_put_writes_via_rename(store: FileClaimCheckStore, monkeypatch: pytest.MonkeyPatch) -> None:
     renames: list[tuple[str, str]] = []
     real = os.replace
-    monkeypatch.setattr(os, "replace", lambda a, b: (renames.append((str(a), str(b))), real(a, b)))
+
+    def spy(src: Any, dst: Any) -> None:
+        renames.append((str(src), str(dst)))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
     pointer = store.put(b"payload")
     assert len(renames) == 1 and renames[0][1].endswith(pointer[7:]) and ".tmp-" in renames[0][0]
 

@@ -155,7 +155,6 @@ def _build_environ(envelope: Envelope, body: bytes) -> dict[str, Any]:
         "SERVER_NAME": "localhost",
         "SERVER_PORT": "443" if is_https else "80",
         "SERVER_PROTOCOL": "HTTP/1.1",
-        "CONTENT_LENGTH": str(len(body)),
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": envelope.scheme,
         "wsgi.input": io.BytesIO(body),
@@ -164,6 +163,8 @@ def _build_environ(envelope: Envelope, body: bytes) -> dict[str, Any]:
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
     }
+    if body:  # like a bodiless GET, which carries no Content-Length at all
+        environ["CONTENT_LENGTH"] = str(len(body))
     if envelope.content_type is not None:
         environ["CONTENT_TYPE"] = envelope.content_type
     if envelope.client_addr is not None:

@@ -332,3 +332,31 @@ def test_json_response() -> None:
 def test_malformed_response_dict(bad: dict[str, Any]) -> None:
     with pytest.raises(EnvelopeError, match="malformed response"):
         dict_to_response(bad)
+
+
+@pytest.mark.parametrize(
+    ("host", "name", "port"),
+    [("example.com:8080", "example.com", "8080"), ("[::1]:8000", "[::1]", "8000"), ("[::1]", "[::1]", "80")],
+)
+def test_host_header_drives_server_name_and_port(host: str, name: str, port: str) -> None:
+    request = rebuild_request(
+        Envelope(function="fn", kind="http", method="GET", path="/", headers=(("Host", host),))
+    )
+    assert request.get_host() == host
+    assert (request.META["SERVER_NAME"], request.get_port()) == (name, port)
+
+
+def test_body_length_and_type_come_from_fields_not_headers() -> None:
+    envelope = Envelope(
+        function="fn",
+        kind="http",
+        method="POST",
+        path="/",
+        headers=(("Content-Length", "999"), ("Content-Type", "text/evil")),
+        body="abc",
+        content_type="text/plain",
+    )
+    request = rebuild_request(envelope)
+    assert request.META["CONTENT_LENGTH"] == "3" and request.body == b"abc"
+    assert request.content_type == "text/plain"
+    assert "HTTP_CONTENT_LENGTH" not in request.META and "HTTP_CONTENT_TYPE" not in request.META

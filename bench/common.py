@@ -143,7 +143,7 @@ class WorkerGroup:
         self.argv, self.cfg, self.cwd = list(argv), cfg, cwd or REPO_ROOT
         self.env = {**cfg.to_env(), **(extra_env or {})}
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.log_path = LOG_DIR / f"{cfg.queue}-{name}.log"
+        self.log_path = LOG_DIR / f"{cfg.queue}-{cfg.broker}-{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> WorkerGroup:
@@ -169,13 +169,12 @@ class WorkerGroup:
             return
         pgid = self.proc.pid  # start_new_session: the group id is the child's own pid
         with suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-        try:
+            os.kill(pgid, signal.SIGTERM)  # the CLI's main process forwards it to its workers
+        with suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
-            self.proc.wait()
+        with suppress(ProcessLookupError):  # stragglers (or a CLI that ignored SIGTERM)
+            os.killpg(pgid, signal.SIGKILL)
+        self.proc.wait()
 
     def log_tail(self, lines: int = 15) -> str:
         try:

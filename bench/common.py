@@ -193,12 +193,14 @@ def measure_drain(cfg: BenchConfig, workers: WorkerGroup, total: int, label: str
     timeout_s = 60 + total / 50
     t0: float | None = None
     c0 = 0
+    samples: list[tuple[float, int]] = []
     with Progress(f"{label} drain", total) as progress, workers:
         t_start = time.perf_counter()
         while True:
             count = int(counter.get(cfg.counter_key) or 0)
             now = time.perf_counter()
             progress.value = count
+            samples.append((now, count))
             if count and t0 is None:
                 t0, c0 = now, count
             if count >= total:
@@ -215,8 +217,16 @@ def measure_drain(cfg: BenchConfig, workers: WorkerGroup, total: int, label: str
         "boot_s": t0 - t_start,
         "drain_s": now - t0,
         "first_seen": c0,
+        "drain_rate_10_90": window_rate(samples, total),
         "duplicates": final - total,
     }
+
+
+def window_rate(samples: Sequence[tuple[float, int]], total: int, lo: float = 0.1, hi: float = 0.9) -> float:
+    """Steady-state rate between the polls that first saw ``lo`` and ``hi`` of ``total`` done."""
+    t_lo = next((t, c) for t, c in samples if c >= lo * total)
+    t_hi = next((t, c) for t, c in samples if c >= hi * total)
+    return (t_hi[1] - t_lo[1]) / max(t_hi[0] - t_lo[0], 1e-9)
 
 
 @contextmanager

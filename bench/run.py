@@ -50,14 +50,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_child(system: str, cfg: BenchConfig) -> list[Result]:
     """Run one system in a fresh interpreter; a crash becomes an 'error' row instead of stopping the run."""
     sys.stderr.write(f"[{cfg.broker}] {system} (queue {cfg.queue})\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.child", system],
-        cwd=REPO_ROOT,
-        env=cfg.to_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-        timeout=60 + cfg.messages / 10,
-    )
+    try:  # the child enforces its own drain timeout and stops its workers; this is a last resort
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.child", system],
+            cwd=REPO_ROOT,
+            env=cfg.to_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+            timeout=120 + cfg.messages / 10,
+        )
+    except subprocess.TimeoutExpired:
+        return [Result(cfg.broker, system, system, status="error", note="child timed out")]
     try:
         return [Result(**d) for d in json.loads(proc.stdout)]
     except (json.JSONDecodeError, TypeError):

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks: Pygigo vs raw Dramatiq vs Celery vs raw broker clients (see README.md)."""

@@ -16,6 +16,7 @@ os.environ.setdefault("PYGIGO_TEST_RUN", uuid.uuid4().hex[:8])
 os.environ["DJANGO_SETTINGS_MODULE"] = "pygigo.django_site.settings"
 os.environ.setdefault("PYGIGO_SQLITE_PATH", os.path.join(_TMP, "db.sqlite3"))
 os.environ.pop("PYGIGO_BROKER_URL", None)
+os.environ["DJANGO_ALLOWED_HOSTS"] = "*"
 
 import django  # noqa: E402
 

@@ -504,12 +504,13 @@ def test_restore_checks_content_against_pointer() -> None:
         restore_body(env, _LyingStore())
 
 
-def test_platform_envelope_does_not_import_django() -> None:
+def test_platform_envelope_does_not_import_the_site_or_django_http() -> None:
+    # Layering: platform never imports django_site; the codec stays free of HttpRequest.
     import subprocess
 
     code = (
         "import sys, pygigo.platform.envelope as e; "
-        "assert not any(m == 'django' or m.startswith('django.') for m in sys.modules), 'django imported'"
+        "assert not any(m.startswith(('pygigo.django_site', 'django.http')) for m in sys.modules), 'imported'"
     )
     subprocess.run(
         [sys.executable, "-c", code],

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pygigo
 from bench.common import REPO_ROOT, BenchConfig, Result, WorkerGroup, cleanup, measure_drain, time_enqueue
 
 
@@ -19,8 +22,6 @@ def available(cfg: BenchConfig) -> str:
     if cfg.pygigo_src:
         sys.path.insert(0, cfg.pygigo_src)
     try:
-        import pygigo
-
         pygigo.function  # noqa: B018
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
@@ -57,4 +58,22 @@ def measure(cfg: BenchConfig) -> list[Result]:
         stats = measure_drain(cfg, workers, cfg.messages + 1, "Pygigo")
         result.drain_rate = stats.pop("drain_rate")
         result.extra = stats
-        return [result]
+        bulk = Result(cfg.broker, "pygigo_bulk", f"Pygigo send_many (batches of {BATCH})")
+        bulk.enqueue_rate = (
+            time_enqueue(_batches(fns.noop, cfg.messages), cfg.messages // BATCH, "Pygigo bulk") * BATCH
+        )
+        pygigo.get_broker().flush(q)
+        return [result, bulk]
+
+
+BATCH = 100
+
+
+def _batches(function: Any, total: int) -> Callable[[], object]:
+    """One call = one ``send_many`` of BATCH no-op calls."""
+    calls = [()] * BATCH
+
+    def send() -> object:
+        return function.send_many(calls)
+
+    return send

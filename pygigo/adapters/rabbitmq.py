@@ -23,9 +23,11 @@ Options:
 from __future__ import annotations
 
 import dataclasses
-from typing import Self
+from collections.abc import Sequence
+from typing import Any, Self
 from urllib.parse import urlencode
 
+import dramatiq
 import pika
 import pika.exceptions
 from dramatiq.brokers import rabbitmq as dramatiq_rabbitmq
@@ -76,6 +78,38 @@ class RabbitmqBroker(PygigoBroker, dramatiq_rabbitmq.RabbitmqBroker):
             broker.capabilities = dataclasses.replace(cls.capabilities, supports_priority=False)
         broker.endpoint = f"{url.hostname or '127.0.0.1'}:{url.port or 5672}"
         return broker
+
+    def enqueue_many(self, messages: Sequence[dramatiq.Message[Any]]) -> list[dramatiq.Message[Any]]:
+        """Publish a batch in one AMQP transaction: one round trip to the broker's commit
+        instead of one confirm per message, with the same guarantee (when ``tx_commit``
+        returns, RabbitMQ has every message; a failure rolls the batch back)."""
+        if not messages:
+            return []
+        for message in messages:
+            self.check_size(message)
+        with self.translate_errors():
+            for queue_name in {message.queue_name for message in messages}:
+                self.declare_queue(queue_name, ensure=True)
+            channel = self.connection.channel()
+            try:
+                channel.tx_select()
+                for message in messages:
+                    self.emit_before("enqueue", message, None)
+                    channel.basic_publish(
+                        exchange="",
+                        routing_key=message.queue_name,
+                        body=message.encode(),
+                        properties=pika.BasicProperties(
+                            delivery_mode=2, priority=message.options.get("broker_priority")
+                        ),
+                    )
+                channel.tx_commit()
+            finally:
+                if channel.is_open:
+                    channel.close()
+        for message in messages:
+            self.emit_after("enqueue", message, None)
+        return list(messages)
 
     def ping(self) -> None:
         with self.translate_errors():

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import dramatiq
 
-from ..adapters.base import ConfigurationError
+from ..adapters.base import ConfigurationError, PygigoBroker
 from . import runtime
 from .registry import registry
 
@@ -142,6 +142,25 @@ class Function(Generic[P, R]):
             options["broker_priority"] = priority
         delay = None if delay_s is None else max(0, int(delay_s * 1000))
         return actor.send_with_options(args=args, kwargs=kwargs or {}, delay=delay, **options)
+
+    def send_many(self, calls: Iterable[tuple[Any, ...] | dict[str, Any]]) -> list[dramatiq.Message[R]]:
+        """Enqueue many calls in as few broker round trips as the broker allows. Each call is
+        a tuple of positional arguments or a dict of keyword arguments. Returns once the
+        broker has them all (batched publisher confirms on RabbitMQ)."""
+        actor = self.actor
+        options: dict[str, Any] = {}
+        if self.options.priority and self._supports_priority:
+            options["broker_priority"] = self.options.priority
+        messages = [
+            actor.message_with_options(args=call, **options)
+            if isinstance(call, tuple)
+            else actor.message_with_options(kwargs=call, **options)
+            for call in calls
+        ]
+        broker = actor.broker
+        if isinstance(broker, PygigoBroker):
+            return broker.enqueue_many(messages)
+        return [broker.enqueue(message) for message in messages]
 
 
 @overload

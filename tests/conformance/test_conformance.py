@@ -154,3 +154,15 @@ def test_worker_killed_mid_task_gets_the_message_again(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(second.pid, signal.SIGKILL)
     assert second.returncode == 0
+
+
+def test_send_many_enqueues_every_call(broker: PygigoBroker) -> None:
+    messages = functions.echo.send_many([("bulk", i) for i in range(20)] + [{"key": "bulk", "n": 20}])
+    assert len(messages) == 21
+    assert broker.queue_stats(functions.QUEUE).ready == 21
+    with running_worker(broker):
+        calls = record.wait_for("bulk", 21)
+    seen = sorted(
+        [c["args"][0] for _, c in calls if c["args"]] + [c["kwargs"]["n"] for _, c in calls if c["kwargs"]]
+    )
+    assert seen == list(range(21))

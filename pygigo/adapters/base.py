@@ -237,7 +237,9 @@ class PygigoBroker(dramatiq.Broker):
             return super().enqueue(message, delay=delay)
         except PygigoError:
             raise
-        except (*self.driver_errors, dramatiq.errors.BrokerConnectionError) as exc:
+        except self.driver_errors as exc:
+            raise self.unavailable(exc) from exc
+        except dramatiq.errors.BrokerConnectionError as exc:
             raise self.unavailable(exc) from exc
 
     def enqueue_many(self, messages: Sequence[dramatiq.Message[Any]]) -> list[dramatiq.Message[Any]]:

@@ -42,7 +42,7 @@ def ensure_admin(var_dir: Path) -> str:
             return f"admin / {secret_file.read_text().strip()}"
         return "admin (password unknown: python -m django changepassword admin)"
     password = secrets.token_urlsafe(12)
-    user_model.objects.create_superuser("admin", "admin@localhost", password)
+    user_model.objects.create_superuser("admin", "admin@localhost", password)  # type: ignore[attr-defined]
     secret_file.write_text(password + "\n")
     secret_file.chmod(0o600)
     return f"admin / {password}"

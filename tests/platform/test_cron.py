@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import time
@@ -29,8 +30,10 @@ PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, us: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, us, tzinfo=UTC)
 
 
 def local_day(schedule: CronSchedule, day: date) -> list[datetime]:
@@ -224,7 +227,7 @@ DST_DAYS = [
 def test_hourly_fires_each_real_hour_once(tz: ZoneInfo, day: date, hours: int, minute: int) -> None:
     slots = local_day(parse_cron(f"{minute} * * * *", tz), day)
     assert len(slots) == hours
-    gaps = {b - a for a, b in zip(slots, slots[1:], strict=False)}
+    gaps = {b - a for a, b in itertools.pairwise(slots)}
     assert gaps == {timedelta(hours=1)}
 
 
@@ -273,7 +276,9 @@ def test_apscheduler_trigger_agrees_across_dst(tz: ZoneInfo, day: date, hours: i
             fired.append(nxt)
             previous = now = nxt
         # The trigger's first call includes ``now``; slots_between excludes its start.
-        assert fired == list(schedule.slots_between(start - timedelta(microseconds=1), start + timedelta(hours=26)))
+        assert fired == list(
+            schedule.slots_between(start - timedelta(microseconds=1), start + timedelta(hours=26))
+        )
 
 
 # -- the APScheduler trigger --------------------------------------------------------------------
@@ -315,7 +320,11 @@ EVERY_10 = parse_cron("*/10 * * * *")
         # Back at 10:30:00.5: 10:30 is on time (within grace), the others are missed.
         (Misfire.SKIP, utc(2024, 1, 1, 10, 30, 0, 500_000), [utc(2024, 1, 1, 10, 30)]),
         (Misfire.ONCE, utc(2024, 1, 1, 10, 30, 0, 500_000), [utc(2024, 1, 1, 10, 30)]),
-        (Misfire.CATCH_UP, utc(2024, 1, 1, 10, 30, 0, 500_000), [utc(2024, 1, 1, 10, m) for m in (10, 20, 30)]),
+        (
+            Misfire.CATCH_UP,
+            utc(2024, 1, 1, 10, 30, 0, 500_000),
+            [utc(2024, 1, 1, 10, m) for m in (10, 20, 30)],
+        ),
         # Nothing due since the last firing.
         (Misfire.SKIP, utc(2024, 1, 1, 10, 9), []),
         (Misfire.ONCE, utc(2024, 1, 1, 10, 9), []),
@@ -424,7 +433,9 @@ def expressions(draw: st.DrawFn) -> tuple[str, list[frozenset[int] | None], str]
             continue
         names = month_names if index == 3 else day_names if index == 4 else None
         use_names = names is not None and draw(st.booleans())
-        text.append(",".join(names[v - (index == 3)] if use_names and names else str(v) for v in sorted(values)))
+        text.append(
+            ",".join(names[v - (index == 3)] if use_names and names else str(v) for v in sorted(values))
+        )
     return " ".join(text), fields, draw(st.sampled_from(ZONES))
 
 
@@ -460,7 +471,9 @@ def test_next_after_is_increasing_and_matches(
         if not _wall_matches(fields, local):
             # Only allowed: a wall-clock slot moved to the end of a spring-forward gap.
             before = (slot - timedelta(seconds=1)).astimezone(tz)
-            assert before.utcoffset() != local.utcoffset() and before.utcoffset() < local.utcoffset()
+            offset_before, offset_after = before.utcoffset(), local.utcoffset()
+            assert offset_before is not None and offset_after is not None
+            assert offset_before < offset_after
             assert not schedule.follows_real_time
         previous = slot
 

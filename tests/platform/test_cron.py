@@ -231,6 +231,33 @@ def test_hourly_fires_each_real_hour_once(tz: ZoneInfo, day: date, hours: int, m
     assert gaps == {timedelta(hours=1)}
 
 
+@pytest.mark.parametrize(("tz", "day", "hours"), DST_DAYS)
+def test_sub_hourly_schedule_keeps_its_spacing(tz: ZoneInfo, day: date, hours: int) -> None:
+    # In a repeated hour the second pass interleaves with later first-pass wall times.
+    slots = local_day(parse_cron("*/20 * * * *", tz), day)
+    assert len(slots) == 3 * hours
+    assert {b - a for a, b in itertools.pairwise(slots)} == {timedelta(minutes=20)}
+
+
+@pytest.mark.parametrize(("tz", "day", "hours"), DST_DAYS)
+@pytest.mark.parametrize("expr", ["30 * * * *", "*/20 * * * *", "30 2 * * *", "30 1 * * *", "0 0-5 * * *"])
+def test_next_after_from_any_minute_agrees_with_the_day_scan(
+    tz: ZoneInfo, day: date, hours: int, expr: str
+) -> None:
+    # Starting inside a repeated hour must still find its second pass (e.g. 02:40 CEST -> 02:30 CET).
+    schedule = parse_cron(expr, tz)
+    start = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+    slots = list(schedule.slots_between(start - timedelta(days=1), start + timedelta(days=3)))
+    for minute in range(0, 26 * 60, 5):
+        now = start + timedelta(minutes=minute)
+        assert schedule.next_after(now) == next(s for s in slots if s > now), now
+
+
+def test_next_after_inside_repeated_hour_finds_second_pass() -> None:
+    schedule = parse_cron("30 * * * *", PARIS)
+    assert schedule.next_after(utc(2024, 10, 27, 0, 40)) == utc(2024, 10, 27, 1, 30)
+
+
 @pytest.mark.parametrize(
     ("tz", "day", "expr", "expected_utc", "wall"),
     [
@@ -403,6 +430,11 @@ def test_never_firing_expression_returns_none() -> None:
 
 def test_leap_day_is_found_years_ahead() -> None:
     assert parse_cron("0 0 29 2 *").next_after(utc(2024, 3, 1)) == utc(2028, 2, 29)
+
+
+def test_long_ranges_are_not_cut_short() -> None:
+    yearly = list(parse_cron("@yearly").slots_between(utc(2000, 1, 1), utc(2020, 1, 1)))
+    assert yearly == [utc(year, 1, 1) for year in range(2001, 2021)]
 
 
 # -- properties ----------------------------------------------------------------------------------

@@ -124,6 +124,8 @@ def _zone(tz: str | tzinfo) -> tzinfo:
         if hasattr(tz, "localize"):  # pytz zones give wrong offsets with datetime.replace()
             raise CronError(f"unsupported pytz timezone {tz!r}: pass its name or a ZoneInfo")
         return tz
+    if tz == "UTC":  # works even on a host without a tz database
+        return UTC
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
@@ -300,7 +302,7 @@ def parse_cron(expr: str, timezone: str | tzinfo = "UTC") -> CronSchedule:
 
 
 class CronTrigger(BaseTrigger):
-    """APScheduler 3.11 trigger over a CronSchedule. Picklable (stores expression + zone name).
+    """APScheduler 3.11 trigger over a CronSchedule. Picklable (stores expression + zone).
 
     ``get_next_fire_time(previous, now)``: the slot after ``previous`` when given, else the
     first slot at or after ``now`` (APScheduler's contract; its scheduler applies its own
@@ -319,7 +321,8 @@ class CronTrigger(BaseTrigger):
         return self.schedule.next_after(now - timedelta(microseconds=1))
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"version": 1, "expression": self.schedule.expression, "timezone": str(self.schedule.timezone)}
+        # ZoneInfo pickles by key; fixed-offset zones pickle as themselves.
+        return {"version": 1, "expression": self.schedule.expression, "timezone": self.schedule.timezone}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.schedule = parse_cron(state["expression"], state["timezone"])

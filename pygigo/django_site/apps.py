@@ -8,3 +8,6 @@ class PygigoConfig(AppConfig):
     label = "pygigo"
     verbose_name = "Pygigo"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)

@@ -1,0 +1,21 @@
+"""`manage.py check` hooks: a bad broker URL is reported before anything runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+
+from pygigo.adapters.base import PygigoError, build_broker
+from pygigo.platform import settings as pygigo_settings
+
+
+@checks.register(checks.Tags.compatibility)
+def check_broker_url(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Parse PYGIGO_BROKER_URL and load its adapter (no connection is opened)."""
+    url = pygigo_settings.broker_url()
+    try:
+        build_broker(url).close()
+    except PygigoError as exc:
+        return [checks.Error(str(exc), hint="Fix PYGIGO_BROKER_URL.", id="pygigo.E001")]
+    return []

@@ -8,3 +8,12 @@ class PygigoConfig(AppConfig):
     label = "pygigo"
     verbose_name = "Pygigo"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # The platform knows neither Django requests nor the invocation table: plug them in.
+        from pygigo.platform import invocations
+
+        from . import runner, store
+
+        invocations.set_http_runner(runner.run_http)
+        invocations.set_invoker(store.invoke)

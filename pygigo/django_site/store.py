@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict
 from datetime import timedelta
 from typing import Any
@@ -81,7 +82,7 @@ def submit(envelope: Envelope, function: Function[..., Any]) -> tuple[Invocation
     try:
         with transaction.atomic():
             invocation = Invocation.objects.create(
-                id=envelope.id,
+                id=uuid.UUID(envelope.id),
                 function=function.name,
                 queue=function.queue,
                 kind=envelope.kind,
@@ -107,10 +108,15 @@ _waiters: dict[str, list[threading.Event]] = defaultdict(list)
 _waiters_lock = threading.Lock()
 
 
+def _key(invocation_id: Any) -> str:
+    # Envelopes carry hex ids, rows UUIDs: one canonical form for the waiter table.
+    return invocation_id.hex if isinstance(invocation_id, uuid.UUID) else uuid.UUID(str(invocation_id)).hex
+
+
 def notify(invocation_id: Any) -> None:
     """Wake waiters in this process (a worker thread in the same process finished it)."""
     with _waiters_lock:
-        events = list(_waiters.get(str(invocation_id), ()))
+        events = list(_waiters.get(_key(invocation_id), ()))
     for event in events:
         event.set()
 
@@ -121,7 +127,7 @@ def wait_for(invocation_id: Any, timeout_s: float) -> Invocation | None:
     Polls the database with exponential backoff (2 ms → 100 ms), since the worker is usually
     another process; a worker thread in this process wakes the waiter at once (:func:`notify`).
     """
-    key = str(invocation_id)
+    key = _key(invocation_id)
     event = threading.Event()
     with _waiters_lock:
         _waiters[key].append(event)
@@ -146,7 +152,9 @@ def wait_for(invocation_id: Any, timeout_s: float) -> Invocation | None:
 # -- fn.invoke ------------------------------------------------------------------------------
 
 
-def invoke(function: Function[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait: float | None) -> Any:
+def invoke(
+    function: Function[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait: float | None
+) -> Any:
     """Backs ``Function.invoke`` (installed by the app config); see its docstring."""
     envelope = Envelope(function=function.name, kind="call", args=args, kwargs=kwargs)
     invocation, _ = submit(envelope, function)

@@ -96,7 +96,12 @@ class InvocationTracker(Middleware):
             close_old_connections()
 
     def _record_outcome(
-        self, broker: dramatiq.Broker, message: Any, invocation_id: str, state: Any, exception: BaseException | None
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        invocation_id: str,
+        state: Any,
+        exception: BaseException | None,
     ) -> None:
         rows = Invocation.objects.filter(id=invocation_id)
         now = timezone.now()

@@ -11,11 +11,11 @@ import pytest
 from django.utils import timezone
 
 from pygigo.adapters.base import PygigoBroker
+from pygigo.django_site import store
+from pygigo.django_site.models import Invocation, Status
 from pygigo.platform import invocations
 from pygigo.platform.envelope import Envelope, seal
 from pygigo.platform.invocations import InvocationFailed, InvocationTimeout
-from pygigo.django_site import store
-from pygigo.django_site.models import Invocation, Status
 
 from . import functions
 

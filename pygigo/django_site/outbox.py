@@ -70,7 +70,9 @@ def relay(*, min_age_s: float = DEFAULT_MIN_AGE_S, batch: int = 500) -> int:
     return sent
 
 
-def run_forever(stop: threading.Event, *, interval_s: float = 1.0, min_age_s: float = DEFAULT_MIN_AGE_S) -> None:
+def run_forever(
+    stop: threading.Event, *, interval_s: float = 1.0, min_age_s: float = DEFAULT_MIN_AGE_S
+) -> None:
     """Relay every ``interval_s`` until ``stop`` is set (for a thread or a command)."""
     while not stop.is_set():
         try:

@@ -16,7 +16,7 @@ from .models import ApiKey, Invocation
 
 
 @admin.register(Invocation)
-class InvocationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class InvocationAdmin(admin.ModelAdmin):
     list_display = (
         "id",
         "function",
@@ -84,7 +84,7 @@ class InvocationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ("name", "prefix", "user", "created_at", "last_used_at", "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     search_fields = ("name", "prefix", "user__username")

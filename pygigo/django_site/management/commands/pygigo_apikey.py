@@ -34,11 +34,11 @@ class Command(BaseCommand):
             self.stderr.write(f"Created key {key.prefix} ({key.name}); store it now, it is not shown again.")
         elif action == "revoke":
             prefix = options["prefix"].removeprefix("pgk_").split("_", 1)[0]
-            key = ApiKey.objects.filter(prefix=prefix).first()
-            if key is None:
+            found = ApiKey.objects.filter(prefix=prefix).first()
+            if found is None:
                 raise CommandError(f"No key with prefix {prefix!r}; `pygigo_apikey list` shows them.")
-            key.revoke()
-            self.stdout.write(f"revoked {key.prefix}")
+            found.revoke()
+            self.stdout.write(f"revoked {found.prefix}")
         else:
             for key in ApiKey.objects.order_by("created_at"):
                 state = "active" if key.active else f"revoked {key.revoked_at:%Y-%m-%d}"

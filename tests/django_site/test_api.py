@@ -235,3 +235,18 @@ def test_openapi_document_is_served() -> None:
     assert document["openapi"].startswith("3.")
     assert {"/fn", "/fn/{name}", "/invocations/{id}", "/invocations/{id}/result"} <= set(document["paths"])
     json.dumps(document)
+
+
+def test_large_body_travels_by_claim_check(
+    broker: PygigoBroker, worker: dramatiq.Worker, tmp_path: Any
+) -> None:
+    big = "é" * 5000
+    with override_settings(PYGIGO_CLAIM_CHECK_DIR=str(tmp_path), PYGIGO_CLAIM_CHECK_THRESHOLD_BYTES=1000):
+        response = Client().post(
+            "/fn/fe_echo", data=big.encode(), content_type="text/plain", headers={"Prefer": "wait=10"}
+        )
+        assert response.status_code == 201 and response.json()["body"] == big
+    row = Invocation.objects.filter(function="fe_echo").order_by("-created_at").first()
+    assert row is not None and row.status == Status.SUCCEEDED
+    assert row.envelope["claim_check"].startswith("sha256:") and row.envelope["body"] == ""
+    assert any(tmp_path.rglob("*"))

@@ -22,12 +22,14 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.views.decorators.csrf import csrf_exempt
 
 from pygigo.platform import settings as pygigo_settings
+from pygigo.platform.envelope import Envelope, offload_body
 from pygigo.platform.functions import Function
 from pygigo.platform.registry import registry
 
 from .. import store
 from ..httpcodec import capture_request, dict_to_response
 from ..models import Invocation, Status
+from ..runner import claim_check_store
 from .auth import Caller, authenticate, rate_limit, require_authenticated
 from .errors import ApiError, api_view, method_not_allowed, too_large
 
@@ -87,6 +89,17 @@ def _idempotency_key(request: HttpRequest) -> str | None:
     return key
 
 
+def offload_large_body(envelope: Envelope) -> Envelope:
+    """Bodies above ``PYGIGO_CLAIM_CHECK_THRESHOLD_BYTES`` (default 256 KiB) travel as a
+    claim-check pointer when ``PYGIGO_CLAIM_CHECK_DIR`` is set (brokers such as SQS cap
+    message size; Redis does not, but small messages keep the broker fast)."""
+    claims = claim_check_store()
+    if claims is None:
+        return envelope
+    threshold = int(pygigo_settings.setting("PYGIGO_CLAIM_CHECK_THRESHOLD_BYTES", 256 * 1024))
+    return offload_body(envelope, claims, threshold)
+
+
 def may_invoke(caller: Caller, function: Function[..., Any]) -> bool:
     return function.options.public or caller.authenticated
 
@@ -112,6 +125,7 @@ def accept(
         principal=caller.principal,
         idempotency_key=key,
     )
+    envelope = offload_large_body(envelope)
     invocation, created = store.submit(envelope, function)
     if not created and invocation.function != function.name:
         raise ApiError(

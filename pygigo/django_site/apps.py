@@ -10,4 +10,12 @@ class PygigoConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        # The platform knows neither Django requests nor the invocation table: plug them in.
+        from pygigo.platform import invocations
+
+        from . import checks, runner, store  # checks registers the system checks on import
+
+        del checks
+
+        invocations.set_http_runner(runner.run_http)
+        invocations.set_invoker(store.invoke)

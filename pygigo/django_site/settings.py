@@ -54,6 +54,13 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("PYGIGO_SQLITE_PATH", str(BASE_DIR / "var" / "pygigo.sqlite3")),
+        # Web and worker threads write concurrently: WAL lets readers proceed, IMMEDIATE
+        # transactions and a timeout turn lock contention into waiting, not "database is locked".
+        "OPTIONS": {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
     }
 }
 
@@ -63,6 +70,13 @@ STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 PYGIGO_BROKER_URL = os.environ.get("PYGIGO_BROKER_URL", "memory://")
+# Invocation tracking on workers (loaded by dotted path: the platform never imports the site).
+PYGIGO_MIDDLEWARE = ["pygigo.django_site.tracking.InvocationTracker"]
+# HTTP API limits (see pygigo.django_site.api).
+PYGIGO_MAX_BODY_BYTES = 1024 * 1024
+PYGIGO_RATE_LIMIT = os.environ.get("PYGIGO_RATE_LIMIT", "600/60")  # requests / seconds, per principal
+PYGIGO_MAX_WAIT_S = 30.0
+PYGIGO_RESULT_TTL_S = 7 * 24 * 3600
 
 LOGGING = {
     "version": 1,

@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
+from .api import openapi, views
+
 
 def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -12,4 +14,13 @@ def health(request: HttpRequest) -> JsonResponse:
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health, name="pygigo-health"),
+    path("openapi.json", openapi.openapi, name="pygigo-openapi"),
+    path("fn", views.functions, name="pygigo-functions"),
+    path("fn/<str:name>", views.invoke, name="pygigo-invoke"),
+    path("invocations/<str:invocation_id>", views.invocation, name="pygigo-invocation"),
+    path("invocations/<str:invocation_id>/result", views.invocation_result, name="pygigo-result"),
 ]
+
+# JSON, not Django's HTML pages, for unknown URLs and last-resort errors.
+handler404 = "pygigo.django_site.api.views.not_found"
+handler500 = "pygigo.django_site.api.views.server_error"

@@ -143,6 +143,18 @@ class Function(Generic[P, R]):
         delay = None if delay_s is None else max(0, int(delay_s * 1000))
         return actor.send_with_options(args=args, kwargs=kwargs or {}, delay=delay, **options)
 
+    def invoke(self, *args: Any, wait: float | None = None, **kwargs: Any) -> Any:
+        """Run on a worker as a *tracked* invocation (a signed envelope, recorded in the
+        database) and, when ``wait`` is given, wait up to that many seconds for the result.
+
+        Returns the function's return value (``wait`` set) or the invocation id (``wait``
+        None). Raises InvocationFailed if it failed or was cancelled, InvocationTimeout if it
+        did not finish in time (it may still run). Needs the Pygigo Django app installed.
+        """
+        from .invocations import get_invoker
+
+        return get_invoker()(self, args, kwargs, wait)
+
     def send_many(self, calls: Iterable[tuple[Any, ...] | dict[str, Any]]) -> list[dramatiq.Message[R]]:
         """Enqueue many calls in as few broker round trips as the broker allows. Each call is
         a tuple of positional arguments or a dict of keyword arguments. Returns once the

@@ -22,8 +22,12 @@ _lock = threading.Lock()
 
 
 def build_middleware() -> list[Middleware]:
-    """Dramatiq's default middleware, then the classes named in ``PYGIGO_MIDDLEWARE``."""
+    """Dramatiq's default middleware, Pygigo's envelope guard, then the classes named in
+    ``PYGIGO_MIDDLEWARE`` (so storage middleware sees only verified envelopes)."""
+    from .invocations import EnvelopeGuard
+
     middleware: list[Middleware] = [cls() for cls in default_middleware]
+    middleware.append(EnvelopeGuard())
     for path in settings.middleware_paths():
         try:
             cls = import_string(path)
@@ -52,6 +56,9 @@ def set_broker(broker: PygigoBroker) -> None:
     _broker = broker
     dramatiq.set_broker(broker)
     registry.bind_all(broker)
+    from . import invocations  # imports this module: bound late to avoid the cycle
+
+    invocations.bind(broker)
 
 
 def active_broker() -> PygigoBroker | None:

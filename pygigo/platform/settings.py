@@ -8,10 +8,13 @@ Settings:
   PYGIGO_MIDDLEWARE   dotted paths of extra Dramatiq middleware classes, appended to
                       Dramatiq's defaults (the Django site adds invocation tracking this way,
                       so the platform never imports the site)
+  PYGIGO_SIGNING_KEYS envelope HMAC keys, newest first (default: derived from SECRET_KEY)
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from typing import Any
 
@@ -38,3 +41,25 @@ def middleware_paths() -> list[str]:
     if isinstance(value, str):
         value = [path for path in value.split(",") if path.strip()]
     return [str(path).strip() for path in value]
+
+
+def signing_keys() -> list[str]:
+    """``PYGIGO_SIGNING_KEYS`` (newest first; a comma-separated string in the environment), or
+    one key derived from Django's SECRET_KEY, so a fresh project signs without extra set-up.
+
+    Derived rather than SECRET_KEY itself: an envelope key that leaks must not also forge
+    Django sessions and password-reset tokens.
+    """
+    value = setting("PYGIGO_SIGNING_KEYS")
+    if isinstance(value, str):
+        value = [key.strip() for key in value.split(",") if key.strip()]
+    if value:
+        return [str(key) for key in value]
+    secret = setting("SECRET_KEY")
+    if not secret:
+        from ..adapters.base import ConfigurationError
+
+        raise ConfigurationError(
+            "No envelope signing key: set PYGIGO_SIGNING_KEYS (a list, newest first) or SECRET_KEY."
+        )
+    return [hmac.new(str(secret).encode(), b"pygigo.envelope.v1", hashlib.sha256).hexdigest()]

@@ -1,0 +1,253 @@
+"""The API's views. Contracts (status codes, bodies) are in the OpenAPI document
+(:mod:`.openapi`); error codes in :mod:`.errors`.
+
+* ``/fn/<name>`` (any method): capture, record, enqueue → ``202`` + ``Location``; with
+  ``Prefer: wait=N`` the function's own response if it finished within N seconds.
+* ``GET /fn``: the functions this caller may invoke.
+* ``GET|DELETE /invocations/<id>``, ``GET /invocations/<id>/result``.
+
+An invocation is visible to the principal who made it and to staff; to anyone else it does
+not exist (404, so ids cannot be probed).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from pygigo.platform import settings as pygigo_settings
+from pygigo.platform.envelope import Envelope, offload_body
+from pygigo.platform.functions import Function
+from pygigo.platform.registry import registry
+
+from .. import store
+from ..httpcodec import capture_request, dict_to_response
+from ..models import Invocation, Status
+from ..runner import claim_check_store
+from .auth import Caller, authenticate, rate_limit, require_authenticated
+from .errors import ApiError, api_view, method_not_allowed, too_large
+
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+READ_METHODS = ("GET", "HEAD")
+
+
+def max_body_bytes() -> int:
+    return int(pygigo_settings.setting("PYGIGO_MAX_BODY_BYTES", 1024 * 1024))
+
+
+def prefer_wait_s(request: HttpRequest) -> float | None:
+    """Seconds from ``Prefer: wait=N`` (RFC 7240), capped by ``PYGIGO_MAX_WAIT_S``."""
+    match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
+    if not match:
+        return None
+    cap = float(pygigo_settings.setting("PYGIGO_MAX_WAIT_S", 30.0))
+    return min(float(match.group(1)), cap)
+
+
+def read_body(request: HttpRequest) -> bytes:
+    """The body, refused with 413 above ``PYGIGO_MAX_BODY_BYTES`` (checked on the declared
+    length first, so an oversized upload is not read at all)."""
+    limit = max_body_bytes()
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise too_large(limit)
+    body = request.body
+    if len(body) > limit:
+        raise too_large(limit)
+    return body
+
+
+def _check_json(request: HttpRequest, body: bytes) -> None:
+    content_type = request.content_type or ""
+    if body and (content_type == "application/json" or content_type.endswith("+json")):
+        try:
+            json.loads(body)
+        except ValueError as exc:
+            raise ApiError(
+                400, "malformed_json", f"The body is not valid JSON ({exc}); fix it or change Content-Type."
+            ) from None
+
+
+def _idempotency_key(request: HttpRequest) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ApiError(
+            400, "invalid_header", "Idempotency-Key must be 1-255 visible ASCII characters (a UUID is ideal)."
+        )
+    return key
+
+
+def offload_large_body(envelope: Envelope) -> Envelope:
+    """Bodies above ``PYGIGO_CLAIM_CHECK_THRESHOLD_BYTES`` (default 256 KiB) travel as a
+    claim-check pointer when ``PYGIGO_CLAIM_CHECK_DIR`` is set (brokers such as SQS cap
+    message size; Redis does not, but small messages keep the broker fast)."""
+    claims = claim_check_store()
+    if claims is None:
+        return envelope
+    threshold = int(pygigo_settings.setting("PYGIGO_CLAIM_CHECK_THRESHOLD_BYTES", 256 * 1024))
+    return offload_body(envelope, claims, threshold)
+
+
+def may_invoke(caller: Caller, function: Function[..., Any]) -> bool:
+    return function.options.public or caller.authenticated
+
+
+def accept(
+    request: HttpRequest, function: Function[..., Any], route_kwargs: Mapping[str, Any] | None = None
+) -> HttpResponseBase:
+    """The shared core of ``/fn/<name>`` and dispatched views: authenticate, check, record,
+    enqueue, and answer 202 or (``Prefer: wait``) the function's response."""
+    body = read_body(request)  # before authenticate(): the CSRF check may parse the form
+    caller = authenticate(request)
+    if not may_invoke(caller, function):
+        require_authenticated(caller)
+    rate_limit(request, caller)
+    _check_json(request, body)
+    key = _idempotency_key(request)
+    wait_s = prefer_wait_s(request)
+    envelope = capture_request(
+        request,
+        function=function.name,
+        route_kwargs=route_kwargs,
+        forward_secrets=function.options.forward_secrets,
+        principal=caller.principal,
+        idempotency_key=key,
+    )
+    envelope = offload_large_body(envelope)
+    invocation, created = store.submit(envelope, function)
+    if not created and invocation.function != function.name:
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            f"This Idempotency-Key was already used for function {invocation.function!r}; use a new key.",
+        )
+    return respond(invocation, wait_s)
+
+
+def _accepted(invocation: Invocation) -> JsonResponse:
+    location = f"/invocations/{invocation.id}"
+    return JsonResponse(invocation.as_json(), status=202, headers={"Location": location, "Retry-After": "1"})
+
+
+def respond(invocation: Invocation, wait_s: float | None) -> HttpResponseBase:
+    """202 with the status document, or the result if finished within ``wait_s`` seconds."""
+    if wait_s:
+        done = store.wait_for(invocation.id, wait_s)
+        if done is not None and done.finished:
+            response = result_response(done)
+            response["Preference-Applied"] = f"wait={wait_s:g}"
+            return response
+    return _accepted(invocation)
+
+
+def result_response(invocation: Invocation) -> HttpResponseBase:
+    """The function's own response (http), ``{"result": …}`` (call), or why there is none."""
+    if invocation.status == Status.SUCCEEDED:
+        if invocation.kind == "http" and isinstance(invocation.result, dict):
+            return dict_to_response(invocation.result)
+        return JsonResponse({"result": invocation.result})
+    if invocation.status in (Status.FAILED, Status.DEAD):
+        raise ApiError(
+            502,
+            "function_failed",
+            f"The function failed ({invocation.status}); see 'error'. Fix the function or re-run it.",
+            invocation=invocation.as_json(),
+        )
+    if invocation.status == Status.CANCELLED:
+        raise ApiError(409, "no_result", "The invocation was cancelled; it has no result.")
+    return _accepted(invocation)
+
+
+def visible_invocation(request: HttpRequest, invocation_id: str) -> tuple[Invocation, Caller]:
+    """The invocation if this caller may see it; otherwise ApiError 404 (never 403)."""
+    caller = authenticate(request)
+    rate_limit(request, caller)
+    not_found = ApiError(
+        404, "not_found", f"No invocation {invocation_id!r} that you can see. Check the id from Location."
+    )
+    try:
+        parsed = uuid.UUID(invocation_id)
+    except ValueError:
+        raise not_found from None
+    invocation = Invocation.objects.filter(id=parsed).first()
+    if invocation is None or not (caller.is_staff or invocation.principal == caller.key):
+        raise not_found
+    return invocation, caller
+
+
+# -- the views ------------------------------------------------------------------------------
+
+
+@csrf_exempt
+@api_view
+def invoke(request: HttpRequest, name: str) -> HttpResponseBase:
+    function = registry.get(name)
+    if function is None:
+        raise ApiError(
+            404, "function_not_found", f"No function named {name!r}. GET /fn lists the ones you may invoke."
+        )
+    return accept(request, function)
+
+
+@csrf_exempt
+@api_view
+def functions(request: HttpRequest) -> HttpResponseBase:
+    if request.method not in READ_METHODS:
+        raise method_not_allowed(request.method or "?", READ_METHODS)
+    caller = authenticate(request)
+    rate_limit(request, caller)
+    listed = [
+        {"name": fn.name, "queue": fn.queue, "public": fn.options.public, "url": f"/fn/{fn.name}"}
+        for fn in sorted(registry, key=lambda fn: fn.name)
+        if may_invoke(caller, fn)
+    ]
+    return JsonResponse({"functions": listed})
+
+
+@csrf_exempt
+@api_view
+def invocation(request: HttpRequest, invocation_id: str) -> HttpResponseBase:
+    if request.method not in (*READ_METHODS, "DELETE"):
+        raise method_not_allowed(request.method or "?", (*READ_METHODS, "DELETE"))
+    found, _ = visible_invocation(request, invocation_id)
+    if request.method == "DELETE":
+        if not store.cancel(found.id):
+            found.refresh_from_db()
+            raise ApiError(
+                409,
+                "not_cancellable",
+                f"The invocation is {found.status}; only queued or retrying invocations can be cancelled.",
+            )
+        found.refresh_from_db()
+    return JsonResponse(found.as_json())
+
+
+@csrf_exempt
+@api_view
+def invocation_result(request: HttpRequest, invocation_id: str) -> HttpResponseBase:
+    if request.method not in READ_METHODS:
+        raise method_not_allowed(request.method or "?", READ_METHODS)
+    found, _ = visible_invocation(request, invocation_id)
+    return result_response(found)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler404``: JSON for unknown URLs too."""
+    return ApiError(404, "not_found", f"No such URL: {request.path}. See /openapi.json.").response()
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: the last line of defence against an HTML 500."""
+    return ApiError(500, "internal_error", "Pygigo failed to handle this request; retry later.").response()

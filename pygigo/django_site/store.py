@@ -1,0 +1,219 @@
+"""Invocations in the Django database: create (with idempotency), send through the outbox,
+wait for, cancel, re-run and prune.
+
+Contract of :func:`submit`: when it returns, the invocation is durably recorded; it has been
+handed to the broker, or — if the broker was unreachable — it stays in the outbox
+(``relayed=False``) and :func:`pygigo.django_site.outbox.relay` sends it later. Either way the
+caller may answer ``202 Accepted``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+import dramatiq
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from pygigo.adapters.base import BrokerError
+from pygigo.platform import invocations, runtime
+from pygigo.platform import settings as pygigo_settings
+from pygigo.platform.envelope import SECRET_HEADERS, Envelope
+from pygigo.platform.functions import Function
+
+from .models import STARTABLE, Invocation, Status
+
+logger = logging.getLogger("pygigo.invocations")
+
+DEFAULT_RESULT_TTL_S = 7 * 24 * 3600
+MASK = "***"
+
+
+def principal_key(principal: dict[str, Any] | None) -> str:
+    """``user:<id>`` / ``key:<id>`` / ``anonymous``: who owns an invocation."""
+    if principal:
+        if principal.get("user_id") is not None:
+            return f"user:{principal['user_id']}"
+        if principal.get("api_key_id") is not None:
+            return f"key:{principal['api_key_id']}"
+    return "anonymous"
+
+
+def masked(envelope: Envelope) -> dict[str, Any]:
+    """The envelope as a dict with secret header values replaced (for the DB and admin)."""
+    data = envelope.to_dict()
+    data["headers"] = [[n, MASK if n.lower() in SECRET_HEADERS else v] for n, v in data["headers"]]
+    return data
+
+
+def _send(invocation_id: Any, message: dramatiq.Message[Any]) -> bool:
+    """Hand one message to the broker and flag the row relayed; False if the broker is down."""
+    try:
+        runtime.get_broker().enqueue(message)
+    except BrokerError as exc:
+        logger.warning("Broker unavailable; invocation %s stays in the outbox: %s", invocation_id, exc)
+        return False
+    # The sealed copy is only needed to relay; do not keep (possibly secret) bytes around.
+    Invocation.objects.filter(id=invocation_id).update(relayed=True, wire="")
+    return True
+
+
+def submit(envelope: Envelope, function: Function[..., Any]) -> tuple[Invocation, bool]:
+    """Record ``envelope`` as an invocation and send it (see module contract).
+
+    Returns ``(invocation, created)``; ``created`` is False when the principal already used
+    the envelope's idempotency key, in which case nothing is sent again.
+    """
+    owner = principal_key(dict(envelope.principal or {}))
+    key = envelope.idempotency_key
+    if key is not None:
+        existing = Invocation.objects.filter(principal=owner, idempotency_key=key).first()
+        if existing is not None:
+            return existing, False
+    function.actor  # noqa: B018 - binds the function and the envelope actor to the broker
+    message = invocations.envelope_message(envelope, function)
+    try:
+        with transaction.atomic():
+            invocation = Invocation.objects.create(
+                id=uuid.UUID(envelope.id),
+                function=function.name,
+                queue=function.queue,
+                kind=envelope.kind,
+                principal=owner,
+                idempotency_key=key,
+                envelope=masked(envelope),
+                wire=message.args[0],
+            )
+    except IntegrityError:
+        if key is None:
+            raise
+        # Lost a race with a concurrent request carrying the same key: theirs wins.
+        return Invocation.objects.get(principal=owner, idempotency_key=key), False
+    # After commit, so a worker never sees a message whose row it cannot read yet (the
+    # caller may be inside ATOMIC_REQUESTS). Outside a transaction this runs right away.
+    transaction.on_commit(lambda: _send(invocation.id, message))
+    return invocation, True
+
+
+# -- waiting --------------------------------------------------------------------------------
+
+_waiters: dict[str, list[threading.Event]] = defaultdict(list)
+_waiters_lock = threading.Lock()
+
+
+def _key(invocation_id: Any) -> str:
+    # Envelopes carry hex ids, rows UUIDs: one canonical form for the waiter table.
+    return invocation_id.hex if isinstance(invocation_id, uuid.UUID) else uuid.UUID(str(invocation_id)).hex
+
+
+def notify(invocation_id: Any) -> None:
+    """Wake waiters in this process (a worker thread in the same process finished it)."""
+    with _waiters_lock:
+        events = list(_waiters.get(_key(invocation_id), ()))
+    for event in events:
+        event.set()
+
+
+def wait_for(invocation_id: Any, timeout_s: float) -> Invocation | None:
+    """The invocation once finished, or as it is after ``timeout_s``; None if it does not exist.
+
+    Polls the database with exponential backoff (2 ms → 100 ms), since the worker is usually
+    another process; a worker thread in this process wakes the waiter at once (:func:`notify`).
+    """
+    key = _key(invocation_id)
+    event = threading.Event()
+    with _waiters_lock:
+        _waiters[key].append(event)
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    delay = 0.002
+    try:
+        while True:
+            invocation = Invocation.objects.filter(id=invocation_id).first()
+            remaining = deadline - time.monotonic()
+            if invocation is None or invocation.finished or remaining <= 0:
+                return invocation
+            event.wait(min(delay, remaining))
+            event.clear()
+            delay = min(delay * 2, 0.1)
+    finally:
+        with _waiters_lock:
+            _waiters[key].remove(event)
+            if not _waiters[key]:
+                del _waiters[key]
+
+
+# -- fn.invoke ------------------------------------------------------------------------------
+
+
+def invoke(
+    function: Function[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait: float | None
+) -> Any:
+    """Backs ``Function.invoke`` (installed by the app config); see its docstring."""
+    envelope = Envelope(function=function.name, kind="call", args=args, kwargs=kwargs)
+    invocation, _ = submit(envelope, function)
+    if wait is None:
+        return str(invocation.id)
+    done = wait_for(invocation.id, wait)
+    if done is None or not done.finished:
+        raise invocations.InvocationTimeout(
+            f"invocation {invocation.id} of {function.name!r} did not finish within {wait}s "
+            "(it may still run; look it up by id)",
+            str(invocation.id),
+        )
+    if done.status != Status.SUCCEEDED:
+        raise invocations.InvocationFailed(
+            f"invocation {done.id} of {function.name!r} ended {done.status}: {done.error}", str(done.id)
+        )
+    return done.result
+
+
+# -- cancel, re-run, prune ------------------------------------------------------------------
+
+
+def cancel(invocation_id: Any) -> bool:
+    """Cancel if not started yet (one conditional UPDATE, so it cannot race a worker)."""
+    updated = Invocation.objects.filter(id=invocation_id, status__in=STARTABLE).update(
+        status=Status.CANCELLED, finished_at=timezone.now(), error="cancelled"
+    )
+    if updated:
+        notify(invocation_id)
+    return bool(updated)
+
+
+def rerun(invocation: Invocation) -> Invocation:
+    """A new invocation of the same envelope (fresh id, no idempotency key). Secrets were
+    masked when stored, so headers like Cookie come back masked (never forwarded)."""
+    from pygigo.platform.registry import registry
+
+    function = registry.get(invocation.function)
+    if function is None:
+        raise LookupError(f"function {invocation.function!r} is not loaded in this process")
+    stored = dict(invocation.envelope)
+    stored["headers"] = [pair for pair in stored.get("headers", []) if pair[1] != MASK]
+    old = Envelope.from_dict(stored)
+    fresh = dataclasses.replace(
+        old, id=Envelope(function="x", kind="call").id, idempotency_key=None, enqueued_at=time.time()
+    )
+    created, _ = submit(fresh, function)
+    return created
+
+
+def result_ttl_s() -> float:
+    return float(pygigo_settings.setting("PYGIGO_RESULT_TTL_S", DEFAULT_RESULT_TTL_S))
+
+
+def prune(*, now: Any = None, ttl_s: float | None = None) -> int:
+    """Delete finished invocations older than the result TTL (``PYGIGO_RESULT_TTL_S``,
+    default 7 days); returns how many. Unfinished ones are never pruned."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=result_ttl_s() if ttl_s is None else ttl_s)
+    deleted, _ = Invocation.objects.filter(
+        status__in=[Status.SUCCEEDED, Status.FAILED, Status.DEAD, Status.CANCELLED], finished_at__lt=cutoff
+    ).delete()
+    return deleted

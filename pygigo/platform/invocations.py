@@ -1,0 +1,256 @@
+"""Envelopes on the wire: how a signed envelope becomes a Dramatiq message and is run.
+
+An invocation (an HTTP request or a tracked call) travels as one Dramatiq message whose
+actor is :data:`ENVELOPE_ACTOR` and whose only argument is the *sealed* envelope (signed
+canonical JSON text, see :mod:`.envelope.signing`). The message goes to the target
+function's own queue and carries that function's retry, time-limit, age and priority
+options, so Dramatiq's middleware treats it exactly like a direct ``fn.send``.
+
+On the worker, :class:`EnvelopeGuard` (always installed by ``runtime.build_middleware``)
+verifies the signature *before anything else looks at the message*: an unsigned, forged,
+malformed or expired envelope is failed (``message.fail()``: dead-lettered, never run, never
+retried). The verified envelope is kept in a thread-local for the actor and for storage
+middleware such as the Django site's invocation tracker (:func:`current`).
+
+The platform stays ignorant of storage and of Django's request objects through two hooks,
+registered by the Django site when its app is ready:
+
+* :func:`set_http_runner` — runs a function for an ``http`` envelope (rebuilds the request,
+  returns a JSON-able response dict);
+* :func:`set_invoker` — backs ``Function.invoke`` (records the invocation, waits for it).
+
+Plain ``fn.send(...)`` does not go through any of this and stays as cheap as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+from dramatiq.middleware import Middleware
+
+from ..adapters.base import ConfigurationError, PygigoError
+from . import settings
+from .envelope import Envelope, EnvelopeError, seal, verify
+from .envelope.model import parse_json
+from .registry import registry
+
+if TYPE_CHECKING:
+    from .functions import Function
+
+logger = logging.getLogger("pygigo.invocations")
+
+#: The internal actor every envelope message is addressed to.
+ENVELOPE_ACTOR = "pygigo.envelope"
+
+
+class UnknownFunction(EnvelopeError):
+    """The envelope names a function this worker has not loaded (never retried)."""
+
+
+class InvocationError(PygigoError):
+    """Base class of ``Function.invoke`` outcomes other than a result."""
+
+    def __init__(self, message: str, invocation_id: str) -> None:
+        super().__init__(message)
+        self.invocation_id = invocation_id
+
+
+class InvocationFailed(InvocationError):
+    """The function failed (after its retries) or the invocation was cancelled."""
+
+
+class InvocationTimeout(InvocationError, TimeoutError):
+    """The invocation did not finish within ``wait`` seconds (it may still run later)."""
+
+
+class _State(threading.local):
+    """What the guard verified for the message this worker thread is processing."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sealed: str | None = None
+        self.envelope: Envelope | None = None
+        self.result: Any = None
+        #: Why the guard refused the message (None: it did not).
+        self.refusal: str | None = None
+
+
+_state = _State()
+
+
+def current() -> _State:
+    """This thread's view of the envelope message being processed (read-only for callers)."""
+    return _state
+
+
+# -- hooks ----------------------------------------------------------------------------------
+
+HttpRunner = Callable[["Function[..., Any]", Envelope], Any]
+Invoker = Callable[["Function[..., Any]", tuple[Any, ...], dict[str, Any], "float | None"], Any]
+_http_runner: HttpRunner | None = None
+_invoker: Invoker | None = None
+
+
+def set_http_runner(runner: HttpRunner) -> None:
+    """Install what runs a function for an ``http`` envelope; it returns a JSON value."""
+    global _http_runner
+    _http_runner = runner
+
+
+def set_invoker(invoker: Invoker) -> None:
+    """Install what backs ``Function.invoke`` (record, enqueue, wait)."""
+    global _invoker
+    _invoker = invoker
+
+
+def get_invoker() -> Invoker:
+    if _invoker is None:
+        raise ConfigurationError(
+            "fn.invoke() records invocations in the Django database: add "
+            "'pygigo.django_site.apps.PygigoConfig' to INSTALLED_APPS (or use fn.send())."
+        )
+    return _invoker
+
+
+# -- sending --------------------------------------------------------------------------------
+
+
+def envelope_message(envelope: Envelope, function: Function[..., Any]) -> dramatiq.Message[Any]:
+    """The Dramatiq message carrying ``envelope`` (sealed now) to ``function``'s queue.
+
+    The message id is the envelope id (as a UUID string), so logs on both sides agree.
+    """
+    sealed = seal(envelope, settings.signing_keys()).decode("utf-8")
+    return wire_message(sealed, envelope.id, function.queue, message_options(function))
+
+
+def message_options(function: Function[..., Any] | None) -> dict[str, Any]:
+    """The function's Dramatiq options, carried per message (the envelope actor has none)."""
+    if function is None:
+        return {}
+    options = function.options.actor_options()
+    if function.options.priority and function._supports_priority:
+        options["broker_priority"] = function.options.priority
+    return options
+
+
+def wire_message(sealed: str, envelope_id: str, queue: str, options: dict[str, Any]) -> dramatiq.Message[Any]:
+    """A message for an already sealed envelope (the outbox relay resends these)."""
+    return dramatiq.Message(
+        queue_name=queue,
+        actor_name=ENVELOPE_ACTOR,
+        args=(sealed,),
+        kwargs={},
+        options=options,
+        message_id=str(uuid.UUID(envelope_id)),
+    )
+
+
+def send_envelope(envelope: Envelope, function: Function[..., Any]) -> dramatiq.Message[Any]:
+    """Seal and enqueue. Raises BrokerUnavailable (and other BrokerErrors) from the adapter."""
+    # function.actor binds the function (and set_broker the envelope actor) to the broker.
+    return function.actor.broker.enqueue(envelope_message(envelope, function))
+
+
+def bind(broker: dramatiq.Broker) -> None:
+    """Declare the envelope actor on ``broker`` (idempotent; called by ``runtime.set_broker``)."""
+    if ENVELOPE_ACTOR not in broker.actors:
+        dramatiq.Actor(
+            _run_envelope,
+            broker=broker,
+            actor_name=ENVELOPE_ACTOR,
+            queue_name="default",
+            priority=0,
+            # Never retry what can never succeed: an unknown function or a bad envelope.
+            options={"throws": (EnvelopeError,)},
+        )
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+def _verify(sealed: Any) -> Envelope:
+    if not isinstance(sealed, str):
+        raise EnvelopeError("the envelope message's argument is not sealed envelope text")
+    # Deadline checked separately (now=0): an expired but authentic envelope is still
+    # trusted enough to report *which* invocation expired.
+    return verify(parse_json(sealed), settings.signing_keys(), now=0.0)
+
+
+def _run_envelope(sealed: str) -> None:
+    """The envelope actor: run the named function; the result goes to the thread state
+    (not returned, so Dramatiq does not warn about a missing Results middleware)."""
+    envelope = _state.envelope if _state.sealed == sealed else None
+    if envelope is None:  # called outside a guarded worker: verify here
+        envelope = _verify(sealed)
+    function = registry.get(envelope.function)
+    if function is None:
+        raise UnknownFunction(
+            f"no function named {envelope.function!r} is loaded on this worker; start it with the "
+            "module that defines it"
+        )
+    if envelope.kind == "http":
+        if _http_runner is None:
+            raise ConfigurationError("no HTTP runner installed: is the Pygigo Django app installed?")
+        _state.result = _http_runner(function, envelope)
+    else:
+        _state.result = function.fn(*envelope.args, **envelope.kwargs)
+
+
+def will_retry(broker: dramatiq.Broker, message: Any, exception: BaseException | None) -> bool:
+    """Whether Dramatiq's Retries middleware will re-enqueue ``message`` after ``exception``
+    (same rule, evaluated before it runs: trackers see ``after_*`` hooks first)."""
+    if exception is None or message.failed:
+        return False
+    actor = broker.get_actor(message.actor_name)
+    throws = message.options.get("throws") or actor.options.get("throws")
+    if throws and isinstance(exception, throws):
+        return False
+    retries = message.options.get("retries", 0)
+    max_retries = message.options.get("max_retries", actor.options.get("max_retries", 20))
+    return max_retries is None or retries < max_retries
+
+
+class EnvelopeGuard(Middleware):
+    """Verify every envelope message before it runs; fail (dead-letter) what is not genuine."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        _state.reset()
+        if message.actor_name != ENVELOPE_ACTOR:
+            return
+        sealed = message.args[0] if len(message.args) == 1 else None
+        try:
+            envelope = _verify(sealed)
+        except EnvelopeError as exc:
+            logger.error("Refusing message %s: %s", message.message_id, exc)
+            _state.refusal = str(exc)
+            message.fail()
+            return
+        _state.sealed, _state.envelope = sealed, envelope
+        if envelope.deadline is not None and time.time() > envelope.deadline:
+            _state.refusal = f"envelope expired {time.time() - envelope.deadline:.3f}s before it could start"
+            logger.warning("Refusing invocation %s: %s", envelope.id, _state.refusal)
+            message.fail()
+
+    # The guard sits before storage middleware in the list, so its after_* hooks run after
+    # theirs (Dramatiq emits after_* in reverse): they still see the state, then it is reset.
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        _state.reset()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        _state.reset()

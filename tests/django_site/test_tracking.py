@@ -1,0 +1,160 @@
+"""Invocation tracking on a worker: life cycle, retries, refusal of bad envelopes, pruning."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import timedelta
+
+import dramatiq
+import pytest
+from django.utils import timezone
+
+from pygigo.adapters.base import PygigoBroker
+from pygigo.django_site import store
+from pygigo.django_site.models import Invocation, Status
+from pygigo.platform import invocations
+from pygigo.platform.envelope import Envelope, seal
+from pygigo.platform.invocations import InvocationFailed, InvocationTimeout
+
+from . import functions
+
+
+def test_invoke_records_the_life_cycle_and_returns_the_result(worker: dramatiq.Worker) -> None:
+    assert functions.fe_add.invoke(2, 3, wait=10) == 5
+    row = Invocation.objects.filter(function="fe_add").order_by("-created_at").first()
+    assert row is not None
+    assert (row.status, row.attempts, row.result, row.kind) == (Status.SUCCEEDED, 1, 5, "call")
+    assert row.started_at is not None and row.finished_at is not None
+    assert row.relayed and row.wire == ""
+
+
+def test_retries_are_recorded_then_dead(worker: dramatiq.Worker) -> None:
+    with pytest.raises(InvocationFailed) as info:
+        functions.fe_flaky.invoke("k1", wait=10)
+    row = Invocation.objects.get(id=info.value.invocation_id)
+    assert row.status == Status.DEAD
+    assert row.attempts == 3  # one run + max_retries=2
+    assert "RuntimeError: always fails" in row.error
+    assert functions.calls == ["k1", "k1", "k1"]
+
+
+def test_failure_without_retries_is_failed_not_dead(worker: dramatiq.Worker) -> None:
+    with pytest.raises(InvocationFailed) as info:
+        functions.fe_fails_once.invoke("x", wait=10)
+    row = Invocation.objects.get(id=info.value.invocation_id)
+    assert (row.status, row.attempts) == (Status.FAILED, 1)
+    assert row.error.startswith("ValueError")
+
+
+def test_invoke_without_a_worker_times_out_and_stays_queued(broker: PygigoBroker) -> None:
+    with pytest.raises(InvocationTimeout) as info:
+        functions.fe_add.invoke(1, 1, wait=0.05)
+    assert Invocation.objects.get(id=info.value.invocation_id).status == Status.QUEUED
+
+
+def _wait_dead(broker: PygigoBroker, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while broker.queue_stats(functions.QUEUE).dead < count:
+        assert time.monotonic() < deadline, "message was not dead-lettered"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", ["forged", "unsigned", "wrong-key"])
+def test_bad_envelopes_are_dead_lettered_and_never_run(
+    broker: PygigoBroker, worker: dramatiq.Worker, how: str
+) -> None:
+    envelope = Envelope(function="fe_count", kind="call", args=("evil",))
+    sealed = seal(envelope, ["the-real-key-is-not-this"] if how == "wrong-key" else store_keys())
+    if how == "forged":
+        sealed = sealed.replace(b'"evil"', b'"EVIL"')
+    elif how == "unsigned":
+        sealed = envelope.encode()
+    message = invocations.wire_message(sealed.decode(), envelope.id, functions.QUEUE, {})
+    functions.fe_count.actor  # noqa: B018 - declares the queue
+    broker.enqueue(message)
+    _wait_dead(broker, 1)
+    functions.fe_count.send("after")  # the worker is still healthy
+    deadline = time.monotonic() + 10
+    while "after" not in functions.calls:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert "evil" not in functions.calls and "EVIL" not in functions.calls
+
+
+def store_keys() -> list[str]:
+    from pygigo.platform import settings
+
+    return settings.signing_keys()
+
+
+def test_expired_envelope_is_dead_and_recorded(broker: PygigoBroker, worker: dramatiq.Worker) -> None:
+    envelope = Envelope(function="fe_count", kind="call", args=("late",), deadline=time.time() - 1)
+    invocation, created = store.submit(envelope, functions.fe_count)
+    assert created
+    done = store.wait_for(invocation.id, 10)
+    assert done is not None and done.status == Status.DEAD
+    assert "expired" in done.error
+    assert "late" not in functions.calls
+
+
+def test_duplicate_delivery_runs_once(broker: PygigoBroker, worker: dramatiq.Worker) -> None:
+    envelope = Envelope(function="fe_count", kind="call", args=("dup",))
+    invocation, _ = store.submit(envelope, functions.fe_count)
+    done = store.wait_for(invocation.id, 10)
+    assert done is not None and done.status == Status.SUCCEEDED
+    # The outbox relay (or a redelivery) sends the very same envelope again.
+    broker.enqueue(invocations.envelope_message(envelope, functions.fe_count))
+    functions.fe_count.send("marker")
+    deadline = time.monotonic() + 10
+    while "marker" not in functions.calls:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    worker.join()
+    assert functions.calls.count("dup") == 1
+    assert Invocation.objects.get(id=invocation.id).attempts == 1
+
+
+def test_cancelled_before_start_never_runs(broker: PygigoBroker) -> None:
+    envelope = Envelope(function="fe_count", kind="call", args=("cancel-me",))
+    invocation, _ = store.submit(envelope, functions.fe_count)
+    assert store.cancel(invocation.id)
+    assert not store.cancel(invocation.id)  # already cancelled: not cancellable again
+    running = dramatiq.Worker(broker, worker_threads=1, worker_timeout=20)
+    running.start()
+    try:
+        running.join()
+    finally:
+        running.stop()
+    assert "cancel-me" not in functions.calls
+    assert Invocation.objects.get(id=invocation.id).status == Status.CANCELLED
+
+
+def test_prune_deletes_only_old_finished_invocations(broker: PygigoBroker) -> None:
+    old = timezone.now() - timedelta(days=30)
+    finished = Invocation.objects.create(function="p", queue="q", status=Status.SUCCEEDED, finished_at=old)
+    pending = Invocation.objects.create(function="p", queue="q", status=Status.QUEUED, created_at=old)
+    recent = Invocation.objects.create(
+        function="p", queue="q", status=Status.FAILED, finished_at=timezone.now()
+    )
+    assert store.prune(ttl_s=24 * 3600) >= 1
+    assert not Invocation.objects.filter(id=finished.id).exists()
+    assert Invocation.objects.filter(id=pending.id).exists()
+    assert Invocation.objects.filter(id=recent.id).exists()
+
+
+def test_plain_send_is_untracked(worker: dramatiq.Worker) -> None:
+    before = Invocation.objects.count()
+    functions.fe_count.send("plain")
+    deadline = time.monotonic() + 10
+    while "plain" not in functions.calls:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert Invocation.objects.count() == before
+
+
+def test_masked_envelope_hides_secrets() -> None:
+    envelope = Envelope(
+        function="f", kind="http", method="GET", path="/", headers=(("Cookie", "s=1"), ("Accept", "x"))
+    )
+    assert store.masked(dataclasses.replace(envelope))["headers"] == [["Cookie", "***"], ["Accept", "x"]]

@@ -19,8 +19,11 @@ Options:
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, Self
+from uuid import uuid4
 
+import dramatiq
 import redis
 from dramatiq.brokers import redis as dramatiq_redis
 from dramatiq.common import current_millis, dq_name, xq_name
@@ -64,23 +67,47 @@ class RedisBroker(PygigoBroker, dramatiq_redis.RedisBroker):
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _SweepingConsumer:
         return _SweepingConsumer(self, queue_name, prefetch, timeout)
 
+    def _script_args(self, command: str, queue_name: str, *, maintenance: bool) -> list[Any]:
+        # Same layout as RedisBroker._dispatch builds for dramatiq 2.x's dispatch.lua.
+        return [
+            command,
+            current_millis(),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            int(maintenance),
+            self._max_unpack_size(),
+        ]
+
     def sweep(self, queue_name: str) -> None:
         """Run Dramatiq's maintenance on ``queue_name`` now: requeue messages held by
         workers whose heartbeat expired, expire old dead letters."""
         with self.translate_errors():
-            # Same argument layout as RedisBroker._dispatch (dramatiq 2.x dispatch.lua),
-            # with the do_maintenance flag forced on.
-            args = [
-                "qsize",
-                current_millis(),
-                queue_name,
-                self.broker_id,
-                self.heartbeat_timeout,
-                self.dead_message_ttl,
-                1,
-                self._max_unpack_size(),
-            ]
+            args = self._script_args("qsize", queue_name, maintenance=True)
             self.scripts["dispatch"](args=args, keys=[self.namespace])
+
+    def enqueue_many(self, messages: Sequence[dramatiq.Message[Any]]) -> list[dramatiq.Message[Any]]:
+        """Enqueue a batch in one pipelined round trip (one dispatch script call each)."""
+        dispatch = self.scripts["dispatch"]
+        pipe = self.client.pipeline(transaction=False)
+        enqueued = []
+        for message in messages:
+            # Like RedisBroker.enqueue: every enqueued copy needs its own id in Redis.
+            message = message.copy(options={"redis_message_id": str(uuid4())})
+            self.emit_before("enqueue", message, None)
+            args = self._script_args("enqueue", message.queue_name, maintenance=False)
+            dispatch(
+                args=[*args, message.options["redis_message_id"], message.encode()],
+                keys=[self.namespace],
+                client=pipe,
+            )
+            enqueued.append(message)
+        with self.translate_errors():
+            pipe.execute()
+        for message in enqueued:
+            self.emit_after("enqueue", message, None)
+        return enqueued
 
     def queue_stats(self, queue_name: str) -> QueueStats:
         prefix = f"{self.namespace}:"

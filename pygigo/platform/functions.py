@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -85,6 +86,8 @@ class Function(Generic[P, R]):
         self._broker: dramatiq.Broker | None = None
         self._actor: dramatiq.Actor[P, R] | None = None
         self._supports_priority = False
+        #: A view takes the HTTP request first; other functions take JSON arguments.
+        self.is_view = _first_parameter(fn) == "request"
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -173,6 +176,14 @@ class Function(Generic[P, R]):
         if isinstance(broker, PygigoBroker):
             return broker.enqueue_many(messages)
         return [broker.enqueue(message) for message in messages]
+
+
+def _first_parameter(fn: Callable[..., Any]) -> str | None:
+    try:
+        parameters = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return None
+    return parameters[0] if parameters else None
 
 
 @overload

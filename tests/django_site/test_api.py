@@ -59,6 +59,23 @@ def test_prefer_wait_returns_the_functions_own_response(
     assert response.json()["method"] == "PUT"
 
 
+def test_plain_function_takes_json_arguments_over_http(
+    broker: PygigoBroker, worker: dramatiq.Worker, key_client: tuple[Client, Any]
+) -> None:
+    client, _ = key_client
+    wait = {"Prefer": "wait=10"}
+    positional = client.post("/fn/fe_add", data=b"[2, 3]", content_type="application/json", headers=wait)
+    assert positional.status_code == 200 and positional.json() == {"result": 5}
+    keywords = client.post(
+        "/fn/fe_add", data=b'{"x": 4, "y": 5}', content_type="application/json", headers=wait
+    )
+    assert keywords.status_code == 200 and keywords.json() == {"result": 9}
+    scalar = client.post("/fn/fe_add", data=b"7", content_type="application/json")
+    assert scalar.status_code == 400 and scalar.json()["code"] == "bad_arguments"
+    not_json = client.post("/fn/fe_add", data=b"x=1", content_type="text/plain")
+    assert not_json.status_code == 400 and "array" in not_json.json()["detail"]
+
+
 def test_prefer_wait_times_out_into_a_202(broker: PygigoBroker) -> None:
     response = Client().post("/fn/fe_echo", headers={"Prefer": "wait=0.05"})
     assert response.status_code == 202

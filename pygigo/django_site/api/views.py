@@ -78,6 +78,31 @@ def _check_json(request: HttpRequest, body: bytes) -> None:
             ) from None
 
 
+def call_arguments(body: bytes) -> tuple[list[Any], dict[str, Any]]:
+    """A plain function's arguments from a JSON body: an array is the positional arguments,
+    an object the keyword arguments, an empty body none."""
+    if not body.strip():
+        return [], {}
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        raise ApiError(
+            400,
+            "malformed_json",
+            f"This function takes JSON arguments: send an array (positional) or an object (keyword); {exc}.",
+        ) from None
+    if isinstance(value, list):
+        return value, {}
+    if isinstance(value, dict):
+        return [], value
+    raise ApiError(
+        400,
+        "bad_arguments",
+        "This function takes JSON arguments: send an array (positional) or an object (keyword), not a "
+        f"{type(value).__name__}.",
+    )
+
+
 def _idempotency_key(request: HttpRequest) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -117,15 +142,26 @@ def accept(
     _check_json(request, body)
     key = _idempotency_key(request)
     wait_s = prefer_wait_s(request)
-    envelope = capture_request(
-        request,
-        function=function.name,
-        route_kwargs=route_kwargs,
-        forward_secrets=function.options.forward_secrets,
-        principal=caller.principal,
-        idempotency_key=key,
-    )
-    envelope = offload_large_body(envelope)
+    if function.is_view:
+        envelope = capture_request(
+            request,
+            function=function.name,
+            route_kwargs=route_kwargs,
+            forward_secrets=function.options.forward_secrets,
+            principal=caller.principal,
+            idempotency_key=key,
+        )
+        envelope = offload_large_body(envelope)
+    else:
+        args, kwargs = call_arguments(body)
+        envelope = Envelope(
+            function=function.name,
+            kind="call",
+            args=tuple(args),
+            kwargs=kwargs,
+            principal=caller.principal,
+            idempotency_key=key,
+        )
     invocation, created = store.submit(envelope, function)
     if not created and invocation.function != function.name:
         raise ApiError(

@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "pygigo.adapters.db",  # the db:// broker's table and admin
     "pygigo.django_site.apps.PygigoConfig",
 ]
 
@@ -54,6 +55,14 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("PYGIGO_SQLITE_PATH", str(BASE_DIR / "var" / "pygigo.sqlite3")),
+        # SQLite as a broker for several processes: WAL lets readers and one writer work at
+        # once; IMMEDIATE transactions take the write lock up front (waiting up to `timeout`
+        # seconds) instead of failing with "database is locked" when upgrading later.
+        "OPTIONS": {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL",
+        },
     }
 }
 

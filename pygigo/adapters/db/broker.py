@@ -168,9 +168,9 @@ class DatabaseBroker(PygigoBroker, _Table):
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
         """Store ``message`` (after ``delay`` ms). Inside ``transaction.atomic()`` on this
         alias, it commits or rolls back with the caller's transaction."""
+        # Any queue name is fine: the table holds every queue, and the sender need not have
+        # declared the queue its workers consume.
         queue_name = q_name(message.queue_name)
-        if queue_name not in self.queues:
-            raise QueueNotFound(queue_name)
         if "eta" in message.options:
             # An eta would make Dramatiq's consumer hold the message in memory; here the
             # database holds it. (Messages from other brokers may carry one.)
@@ -266,9 +266,6 @@ class DatabaseBroker(PygigoBroker, _Table):
                 )
             )
         return QueueStats(ready=counts["ready"], delayed=counts["delayed"], dead=counts["dead"])
-
-    def pending_rows(self) -> list[Row]:  # pragma: no cover - debugging aid
-        return list(self.rows().exclude(state="dead"))
 
 
 def _describe(alias: str) -> str:

@@ -5,9 +5,13 @@ admin's requeue action. Runs on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import dramatiq
 import pytest
@@ -234,3 +238,16 @@ def test_admin_requeues_a_dead_letter_with_fresh_retries(broker: DatabaseBroker,
     assert json.loads(row.body)["options"]["retries"] == 0
     stats = broker.queue_stats(QUEUE)
     assert (stats.ready, stats.dead) == (1, 0)
+
+
+def test_worker_on_an_unmigrated_database_names_the_migration(tmp_path: Path) -> None:
+    env = dict(os.environ, PYGIGO_BROKER_URL="db://", PYGIGO_SQLITE_PATH=str(tmp_path / "fresh.sqlite3"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pygigo", "worker", "tests.adapters.db_functions"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "manage.py migrate pygigo_db --database default" in result.stderr

@@ -295,6 +295,7 @@ _REGISTRY: dict[str, AdapterSpec] = {
     "rediss": AdapterSpec("pygigo.adapters.redis:RedisBroker", "redis", "redis"),
     "amqp": AdapterSpec("pygigo.adapters.rabbitmq:RabbitmqBroker", "pika", "rabbitmq"),
     "amqps": AdapterSpec("pygigo.adapters.rabbitmq:RabbitmqBroker", "pika", "rabbitmq"),
+    "db": AdapterSpec("pygigo.adapters.db.broker:DatabaseBroker"),
 }
 
 

@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "pygigo.adapters.db",  # the db:// broker's table and admin
     "pygigo.django_site.apps.PygigoConfig",
 ]
 
@@ -54,10 +55,12 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("PYGIGO_SQLITE_PATH", str(BASE_DIR / "var" / "pygigo.sqlite3")),
-        # Web and worker threads write concurrently: WAL lets readers proceed, IMMEDIATE
-        # transactions and a timeout turn lock contention into waiting, not "database is locked".
+        # Web and worker threads and processes write concurrently (the database may be the
+        # broker): WAL lets readers and one writer work at once; IMMEDIATE transactions take the
+        # write lock up front (waiting up to `timeout` seconds) instead of failing with
+        # "database is locked" when upgrading later.
         "OPTIONS": {
-            "timeout": 20,
+            "timeout": 30,
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },

@@ -15,7 +15,7 @@ import pytest
 
 from pygigo.adapters.base import PygigoBroker, build_broker
 from pygigo.platform import runtime
-from tests.conftest import require_service
+from tests.conftest import migrate_database, require_service
 
 from . import functions
 
@@ -28,6 +28,8 @@ class AdapterCase:
     url: str
     service: str | None = None
     cleanup: Callable[[PygigoBroker], None] | None = None
+    #: Run once before the first test of the case (e.g. migrate a database).
+    setup: Callable[[], None] | None = None
 
 
 def _delete_rabbit_queues(broker: PygigoBroker) -> None:
@@ -53,6 +55,11 @@ ADAPTERS = {
     "rabbitmq": AdapterCase(
         "rabbitmq", "amqp://guest:guest@127.0.0.1:5672/%2F?max_priority=10", "rabbitmq", _delete_rabbit_queues
     ),
+    # A short lease, so the SIGKILL test sees redelivery within its 30 s.
+    "db-sqlite": AdapterCase("db-sqlite", "db://?lease_s=5", setup=lambda: migrate_database("default")),
+    "db-postgres": AdapterCase(
+        "db-postgres", "db://postgres?lease_s=5", "postgres", setup=lambda: migrate_database("postgres")
+    ),
 }
 
 
@@ -61,6 +68,8 @@ def case(request: pytest.FixtureRequest) -> AdapterCase:
     adapter_case = ADAPTERS[request.param]
     if adapter_case.service:
         require_service(adapter_case.service)
+    if adapter_case.setup:
+        adapter_case.setup()
     return adapter_case
 
 

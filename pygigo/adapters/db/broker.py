@@ -1,0 +1,279 @@
+"""Database broker: the Django database as a durable Dramatiq broker (``db://``).
+
+Features: durable queues in one table (``pygigo_db_message``), delays stored in the database
+(``available_at``: a delayed message survives any worker restart), retries, broker-level
+priority (``ORDER BY priority DESC, available_at``), dead letters kept in the database and
+requeued from the Django admin, acked rows deleted at once, leases renewed while a function
+runs (a SIGKILLed worker's messages run again once its lease expires: at-least-once),
+queue stats. Claiming uses ``SELECT … FOR UPDATE SKIP LOCKED`` where the database has it
+(PostgreSQL, MySQL 8, MariaDB 10.6) and a conditional ``UPDATE … WHERE state='ready'`` checked
+by row count elsewhere (SQLite). Idle consumers wake on a doorbell: ``LISTEN/NOTIFY`` on
+PostgreSQL (typically a few milliseconds), polling elsewhere.
+
+**Transactional enqueue.** Sending inside ``transaction.atomic()`` on the broker's database
+alias makes the message part of the caller's transaction: it becomes visible to workers when
+the transaction commits and vanishes if it rolls back, so "save the order, then process it"
+cannot half-happen. (The other brokers enqueue when called; use ``transaction.on_commit``
+there.) On another alias the enqueue commits on its own.
+
+URL form: ``db://`` (the ``default`` database) or ``db://<alias>`` (another alias of
+``settings.DATABASES``), plus ``?option=value&…``. Needs ``"pygigo.adapters.db"`` in
+``INSTALLED_APPS`` and ``manage.py migrate pygigo_db [--database <alias>]``.
+
+Options:
+  lease_s           seconds a claimed message stays invisible to other workers; renewed every
+                    lease_s/3 while it runs; a dead worker's messages return after it
+                    (default 60)
+  poll_interval_ms  longest an idle consumer sleeps before looking again (default 500)
+  notify            PostgreSQL: ring a LISTEN/NOTIFY doorbell on enqueue (default true);
+                    ignored on databases without NOTIFY
+
+SQLite: use WAL (``PRAGMA journal_mode=WAL``) and, for your own transactions,
+``"transaction_mode": "IMMEDIATE"`` in ``OPTIONS`` (Pygigo's default site does both); the app
+raises every SQLite connection's busy timeout to 30 s. The broker itself only issues
+single-statement writes on SQLite, so workers wait for the write lock instead of failing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Self
+
+import django.db
+import dramatiq
+from django.apps import apps
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+from dramatiq import Message
+from dramatiq.common import q_name
+from dramatiq.errors import QueueJoinTimeout, QueueNotFound
+from dramatiq.middleware import Middleware
+
+from ..base import BrokerURL, Capabilities, ConfigurationError, Option, PygigoBroker, QueueStats, parse_bool
+from . import doorbell
+
+if TYPE_CHECKING:
+    from .consumer import DatabaseConsumer
+    from .models import Message as Row
+
+APP = "pygigo.adapters.db"
+
+
+def _positive_float(value: str) -> float:
+    parsed = float(value)
+    if not parsed > 0:
+        raise ValueError(f"must be positive, got {value}")
+    return parsed
+
+
+def _positive_int(value: str) -> int:
+    parsed = int(value)
+    if parsed <= 0:
+        raise ValueError(f"must be positive, got {value}")
+    return parsed
+
+
+class _Table(dramatiq.Broker):
+    """Last in the MRO: where ``PygigoBroker.enqueue`` (size check, error translation) lands."""
+
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        return self._store(message, delay)
+
+    def _store(self, message: Message[Any], delay: int | None) -> Message[Any]:
+        raise NotImplementedError
+
+
+class DatabaseBroker(PygigoBroker, _Table):
+    """A Dramatiq broker on a Django database alias. Thread-safe: every thread uses its own
+    Django connection. Build one per process (connections do not survive ``fork``)."""
+
+    scheme = "db"
+    # Large bodies bloat every claim and the table: over 1 MiB, use the claim-check store.
+    capabilities = Capabilities(
+        max_message_bytes=1024 * 1024,
+        supports_priority=True,
+        native_dead_letter=True,
+        durable=True,
+        redelivery="lease",
+    )
+    url_options = {
+        "lease_s": Option(_positive_float, 60.0, "seconds a claimed message stays invisible (renewed)"),
+        "poll_interval_ms": Option(_positive_int, 500, "longest idle sleep between looks (ms)"),
+        "notify": Option(parse_bool, True, "PostgreSQL LISTEN/NOTIFY doorbell (true/false)"),
+    }
+    driver_errors = (django.db.OperationalError, django.db.InterfaceError)
+
+    def __init__(
+        self,
+        *,
+        alias: str = "default",
+        lease_s: float = 60.0,
+        poll_interval_ms: int = 500,
+        notify: bool = True,
+        middleware: list[Middleware] | None = None,
+    ) -> None:
+        super().__init__(middleware=middleware)
+        self.alias = alias
+        self.lease = timedelta(seconds=lease_s)
+        self.poll_interval_s = poll_interval_ms / 1000
+        self.notify = notify and doorbell.can_notify(connections[alias])
+        self.queues: dict[str, None] = {}
+        self.doorbell = doorbell.LocalDoorbell()
+        # Who holds a lease, readable in the admin. Unique per broker instance, so a
+        # restarted consumer of the same broker can still ack what the old one claimed.
+        self.owner = f"{socket.gethostname()[:64]}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.endpoint = _describe(alias)
+        from .models import Message as Row
+
+        self.model: type[Row] = Row
+
+    @classmethod
+    def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
+        if url.path not in ("", "/"):
+            raise ConfigurationError(
+                f"db:// takes a database alias, not a path: {url.raw!r}. Use db://<alias>."
+            )
+        alias = url.netloc or "default"
+        if alias not in settings.DATABASES:
+            raise ConfigurationError(
+                f"No database alias {alias!r} for broker URL {url.raw!r}. Aliases in "
+                f"settings.DATABASES: {', '.join(sorted(settings.DATABASES))}."
+            )
+        if not apps.ready or not apps.is_installed(APP):
+            raise ConfigurationError(
+                f"The db:// broker needs the app {APP!r} in INSTALLED_APPS (and Django set up), "
+                f"then `manage.py migrate pygigo_db --database {alias}`."
+            )
+        return cls(alias=alias, middleware=middleware, **url.options)
+
+    # -- Dramatiq's broker interface ------------------------------------------------------
+
+    def rows(self) -> Any:
+        """The message table on this broker's alias (a queryset)."""
+        return self.model.objects.using(self.alias)
+
+    def declare_queue(self, queue_name: str) -> None:
+        # No delay queue: delays live in the row (available_at), not in worker memory.
+        if queue_name not in self.queues:
+            self.emit_before("declare_queue", queue_name)
+            self.queues[queue_name] = None
+            self.emit_after("declare_queue", queue_name)
+
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        """Store ``message`` (after ``delay`` ms). Inside ``transaction.atomic()`` on this
+        alias, it commits or rolls back with the caller's transaction."""
+        # Any queue name is fine: the table holds every queue, and the sender need not have
+        # declared the queue its workers consume.
+        queue_name = q_name(message.queue_name)
+        if "eta" in message.options:
+            # An eta would make Dramatiq's consumer hold the message in memory; here the
+            # database holds it. (Messages from other brokers may carry one.)
+            eta_ms = message.options["eta"]
+            options = {k: v for k, v in message.options.items() if k != "eta"}
+            message = dataclasses.replace(message, options=options)
+            if isinstance(eta_ms, int | float):
+                delay = max(delay or 0, int(eta_ms - time.time() * 1000))
+        message = message.copy(queue_name=queue_name)
+        return super().enqueue(message, delay=delay)  # size check and error translation
+
+    def _store(self, message: Message[Any], delay: int | None) -> Message[Any]:
+        self.emit_before("enqueue", message, delay)
+        now = timezone.now()
+        row = self.model(
+            queue_name=message.queue_name,
+            message_id=message.message_id,
+            actor_name=message.actor_name,
+            priority=int(message.options.get("broker_priority") or 0),
+            enqueued_at=now,
+            available_at=now + timedelta(milliseconds=delay) if delay else now,
+            body=message.encode().decode("utf-8"),
+        )
+        connection = connections[self.alias]
+        # savepoint=False: inside the caller's transaction this adds no round trips; outside
+        # it, INSERT and NOTIFY commit together.
+        with transaction.atomic(using=self.alias, savepoint=False):
+            row.save(using=self.alias, force_insert=True)
+            if self.notify:
+                doorbell.ring(connection, message.queue_name)
+        # Same-process consumers: woken at commit (immediately outside a transaction).
+        transaction.on_commit(lambda: self.doorbell.ring(message.queue_name), using=self.alias)
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> DatabaseConsumer:
+        from .consumer import DatabaseConsumer
+
+        if queue_name not in self.queues:
+            raise QueueNotFound(queue_name)
+        return DatabaseConsumer(self, queue_name, prefetch, timeout)
+
+    def get_declared_queues(self) -> set[str]:
+        return set(self.queues)
+
+    def flush(self, queue_name: str) -> None:
+        """Delete every message of the queue: ready, delayed, running and dead."""
+        with self.translate_errors():
+            self.rows().filter(queue_name=q_name(queue_name)).delete()
+
+    def flush_all(self) -> None:
+        for queue_name in self.queues:
+            self.flush(queue_name)
+
+    def join(self, queue_name: str, *, interval: int = 50, timeout: int | None = None) -> None:
+        """Wait until the queue holds no ready, delayed or running message (tests)."""
+        deadline = timeout and time.monotonic() + timeout / 1000
+        while True:
+            with self.translate_errors():
+                pending = self.rows().filter(queue_name=q_name(queue_name)).exclude(state="dead").exists()
+            if not pending:
+                return
+            if deadline and time.monotonic() >= deadline:
+                raise QueueJoinTimeout(queue_name)
+            time.sleep(interval / 1000)
+
+    # -- Pygigo's adapter interface -------------------------------------------------------
+
+    def ping(self) -> None:
+        """Connect, and check the broker's table exists (else say which migration to run)."""
+        with self.translate_errors():
+            connection = connections[self.alias]
+            connection.ensure_connection()
+            tables = connection.introspection.table_names()
+        if self.model._meta.db_table not in tables:
+            raise ConfigurationError(
+                f"The db:// broker's table {self.model._meta.db_table!r} is missing in database "
+                f"{self.endpoint}. Run: manage.py migrate pygigo_db --database {self.alias}"
+            )
+
+    def queue_stats(self, queue_name: str) -> QueueStats:
+        from django.db.models import Count, Q
+
+        now = timezone.now()
+        with self.translate_errors():
+            counts = (
+                self.rows()
+                .filter(queue_name=q_name(queue_name))
+                .aggregate(
+                    ready=Count("id", filter=Q(state="ready", available_at__lte=now)),
+                    delayed=Count("id", filter=Q(state="ready", available_at__gt=now)),
+                    dead=Count("id", filter=Q(state="dead")),
+                )
+            )
+        return QueueStats(ready=counts["ready"], delayed=counts["delayed"], dead=counts["dead"])
+
+
+def _describe(alias: str) -> str:
+    """Where the alias points, for error messages (never a password)."""
+    db = settings.DATABASES.get(alias, {})
+    engine = str(db.get("ENGINE", "?")).rsplit(".", 1)[-1]
+    if engine == "sqlite3":
+        return f"{alias!r} (sqlite3 {db.get('NAME')})"
+    host = db.get("HOST") or "localhost"
+    port = db.get("PORT") or ""
+    return f"{alias!r} ({engine} {host}{':' if port else ''}{port}/{db.get('NAME')})"

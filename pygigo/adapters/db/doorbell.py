@@ -1,0 +1,121 @@
+"""Waking idle consumers: a doorbell, never the only way a message is found.
+
+Consumers poll (``poll_interval_ms``), so a message is always found eventually; the doorbell
+only makes it fast:
+
+* in one process, ``LocalDoorbell`` wakes the consumers of a queue when a message for it is
+  committed (any database);
+* across processes on PostgreSQL, the sender runs ``pg_notify`` in the same transaction as its
+  INSERT (so a rolled-back enqueue rings nothing), and each consumer has a :class:`Listener`
+  thread that holds a ``LISTEN`` connection and wakes it.
+
+A lost notification (listener reconnecting, ``notify=false``, SQLite in another process) costs
+at most one poll interval.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import defaultdict
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+logger = logging.getLogger("pygigo.adapters.db")
+
+#: How often a listener checks whether it should stop (seconds).
+_LISTEN_SLICE_S = 0.5
+
+
+def channel_for(queue_name: str) -> str:
+    """The NOTIFY channel of a queue: short and identifier-safe whatever the queue is called
+    (PostgreSQL channel names are identifiers of at most 63 bytes)."""
+    return "pygigo_" + hashlib.sha1(queue_name.encode()).hexdigest()[:24]
+
+
+def can_notify(connection: BaseDatabaseWrapper) -> bool:
+    """Whether this database has LISTEN/NOTIFY with a client we can listen with (psycopg 3)."""
+    if connection.vendor != "postgresql":
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return bool(is_psycopg3)
+
+
+def ring(connection: BaseDatabaseWrapper, queue_name: str) -> None:
+    """Send the doorbell of ``queue_name``. Transactional: inside a transaction it is delivered
+    at commit, and dropped on rollback. No-op where NOTIFY does not exist."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, '')", [channel_for(queue_name)])
+
+
+class LocalDoorbell:
+    """Wakes the consumers of a queue in this process. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, set[threading.Event]] = defaultdict(set)
+        self._lock = threading.Lock()
+
+    def subscribe(self, queue_name: str, event: threading.Event) -> None:
+        with self._lock:
+            self._events[queue_name].add(event)
+
+    def unsubscribe(self, queue_name: str, event: threading.Event) -> None:
+        with self._lock:
+            self._events[queue_name].discard(event)
+
+    def ring(self, queue_name: str) -> None:
+        with self._lock:
+            events = list(self._events.get(queue_name, ()))
+        for event in events:
+            event.set()
+
+
+class Listener(threading.Thread):
+    """Holds a ``LISTEN`` connection (not Django's: a dedicated autocommit one) and sets
+    ``event`` on every notification for ``queue_name``. Reconnects after errors; stop() returns
+    within about half a second."""
+
+    def __init__(self, alias: str, queue_name: str, event: threading.Event) -> None:
+        super().__init__(name=f"pygigo-db-listen-{queue_name}", daemon=True)
+        self.alias = alias
+        self.channel = channel_for(queue_name)
+        self.event = event
+        self.listening = threading.Event()
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self._listen()
+            except Exception as exc:
+                self.listening.clear()
+                logger.warning("LISTEN on %s failed (%s); polling until it reconnects.", self.channel, exc)
+                # Anything may have been missed: let the consumer look.
+                self.event.set()
+                self._halt.wait(1.0)
+
+    def _listen(self) -> None:
+        from psycopg import sql
+
+        wrapper = connections[self.alias]
+        conn: Any = wrapper.get_new_connection(wrapper.get_connection_params())
+        try:
+            conn.autocommit = True
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self.listening.set()
+            while not self._halt.is_set():
+                for _ in conn.notifies(timeout=_LISTEN_SLICE_S, stop_after=1):
+                    self.event.set()
+        finally:
+            self.listening.clear()
+            conn.close()

@@ -1,0 +1,253 @@
+"""What is specific to db:// (the shared behaviour is in tests/conformance): URL checks,
+transactional enqueue, leases (expiry, renewal, the ack guard), duplicate message ids, and the
+admin's requeue action. Runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dramatiq
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.test import Client
+
+from pygigo.adapters.base import ConfigurationError, build_broker
+from pygigo.adapters.db import doorbell
+from pygigo.adapters.db.broker import DatabaseBroker
+from pygigo.adapters.db.consumer import DatabaseConsumer
+from pygigo.adapters.db.models import Message, State
+from pygigo.platform import runtime
+from tests.adapters import db_functions
+from tests.conftest import migrate_database
+
+QUEUE = db_functions.QUEUE
+DATABASES = {"sqlite": "default", "postgres": "postgres"}
+
+
+@pytest.fixture(params=list(DATABASES))
+def alias(request: pytest.FixtureRequest) -> str:
+    migrate_database(DATABASES[request.param])
+    return DATABASES[request.param]
+
+
+def make_broker(alias: str, query: str = "") -> DatabaseBroker:
+    broker = build_broker(f"db://{alias}{query}")
+    assert isinstance(broker, DatabaseBroker)
+    broker.declare_queue(QUEUE)
+    return broker
+
+
+@pytest.fixture
+def broker(alias: str) -> Iterator[DatabaseBroker]:
+    built = make_broker(alias, "?lease_s=1")
+    runtime.set_broker(built)
+    built.flush(QUEUE)
+    yield built
+    try:
+        built.flush(QUEUE)
+    finally:
+        runtime.reset()
+
+
+def rows(alias: str) -> list[Message]:
+    return list(Message.objects.using(alias).filter(queue_name=QUEUE).order_by("id"))
+
+
+def send(n: int = 0) -> dramatiq.Message[None]:
+    return db_functions.mark.send("/nonexistent", n)
+
+
+# -- URLs and capabilities ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("db://nope", "No database alias 'nope'"),
+        ("db://default/some/path", "takes a database alias, not a path"),
+        ("db://?visibility=3", "Unknown option 'visibility'"),
+        ("db://?lease_s=0", "must be positive"),
+        ("db://?notify=maybe", "expected true or false"),
+    ],
+)
+def test_bad_urls_are_refused_with_the_fix(url: str, complaint: str) -> None:
+    with pytest.raises(ConfigurationError, match=complaint):
+        build_broker(url)
+
+
+def test_url_options_and_capabilities() -> None:
+    broker = build_broker("db://default?lease_s=7.5&poll_interval_ms=250&notify=false")
+    assert isinstance(broker, DatabaseBroker)
+    assert (broker.alias, broker.lease.total_seconds(), broker.poll_interval_s) == ("default", 7.5, 0.25)
+    caps = broker.capabilities
+    assert (caps.durable, caps.redelivery, caps.native_dead_letter, caps.supports_priority) == (
+        True,
+        "lease",
+        True,
+        True,
+    )
+
+
+# -- Transactional enqueue ------------------------------------------------------------------
+
+
+def test_enqueue_rolls_back_with_the_callers_transaction(broker: DatabaseBroker, alias: str) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic(using=alias):
+        send()
+        assert broker.queue_stats(QUEUE).ready == 1  # visible to the transaction itself
+        raise RuntimeError("the caller's work failed")
+    assert broker.queue_stats(QUEUE).ready == 0
+    with transaction.atomic(using=alias):
+        send()
+    assert broker.queue_stats(QUEUE).ready == 1
+
+
+def test_postgres_doorbell_rings_on_commit_only(broker: DatabaseBroker, alias: str) -> None:
+    if alias != "postgres":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    rang = threading.Event()
+    listener = doorbell.Listener(alias, QUEUE, rang)
+    listener.start()
+    try:
+        assert listener.listening.wait(10)
+        with pytest.raises(RuntimeError), transaction.atomic(using=alias):
+            send()
+            raise RuntimeError
+        assert not rang.wait(0.5), "a rolled-back enqueue rang the doorbell"
+        send()
+        assert rang.wait(5)
+    finally:
+        listener.stop()
+
+
+# -- Leases ---------------------------------------------------------------------------------
+
+
+def test_expired_lease_is_delivered_again_and_the_late_ack_deletes_nothing(
+    broker: DatabaseBroker, alias: str
+) -> None:
+    sent = send()
+    dying = broker.consume(QUEUE, prefetch=1, timeout=2000)
+    first = next(dying)
+    assert first is not None and first.message_id == sent.message_id
+    dying._heartbeat.stop()  # the worker "dies": nobody renews its lease (1 s)
+    other = make_broker(alias, "?lease_s=1")
+    rescuer = other.consume(QUEUE, prefetch=1, timeout=10_000)
+    started = time.monotonic()
+    try:
+        second = next(rescuer)
+        waited = time.monotonic() - started
+        assert second is not None and second.message_id == sent.message_id
+        assert 0.5 < waited < 5, waited
+        (row,) = rows(alias)
+        assert (row.deliveries, row.lease_owner) == (2, other.owner)
+        # The first holder finishes late: its ack must not delete the redelivered row.
+        dying.ack(first)
+        dying.close()
+        (row,) = rows(alias)
+        assert row.state == State.CLAIMED
+        rescuer.ack(second)
+    finally:
+        rescuer.close()
+    assert rows(alias) == []
+
+
+def test_running_message_keeps_its_lease(broker: DatabaseBroker, alias: str) -> None:
+    send()
+    holder = broker.consume(QUEUE, prefetch=1, timeout=2000)
+    held = next(holder)
+    assert held is not None
+    other = make_broker(alias, "?lease_s=1").consume(QUEUE, prefetch=1, timeout=3000)
+    try:
+        # Three lease lengths pass; the heartbeat keeps renewing, so nobody else gets it.
+        assert next(other) is None
+        holder.ack(held)
+        holder.close()
+        assert rows(alias) == []
+    finally:
+        other.close()
+        holder.close()
+
+
+def test_one_message_id_may_be_queued_twice(broker: DatabaseBroker, alias: str) -> None:
+    """A retry enqueues the same message id before the failed delivery is acked."""
+    sent = send()
+    consumer = broker.consume(QUEUE, prefetch=2, timeout=2000)
+    try:
+        first = next(consumer)
+        assert first is not None
+        broker.enqueue(sent)  # the "retry", while the first delivery is still held
+        consumer.ack(first)
+        second = next(consumer)
+        assert second is not None and second.message_id == first.message_id
+        assert isinstance(consumer, DatabaseConsumer)
+        consumer.ack(second)
+    finally:
+        consumer.close()
+    assert rows(alias) == []
+
+
+def test_graceful_close_gives_back_unstarted_messages(broker: DatabaseBroker, alias: str) -> None:
+    for n in range(3):
+        send(n)
+    consumer = broker.consume(QUEUE, prefetch=3, timeout=2000)
+    taken = next(consumer)
+    assert taken is not None
+    consumer.requeue([taken])
+    consumer.close()  # the two still buffered go back too
+    assert [(r.state, r.deliveries) for r in rows(alias)] == [(State.READY, 0)] * 3
+
+
+# -- Dead letters in the admin ----------------------------------------------------------------
+
+
+def test_admin_requeues_a_dead_letter_with_fresh_retries(broker: DatabaseBroker, alias: str) -> None:
+    if alias != "default":
+        pytest.skip("the admin reads the default database")
+    db_functions.mark.send_with_options(args=("/nonexistent", 0), retries=5)
+    consumer = broker.consume(QUEUE, prefetch=1, timeout=2000)
+    message = next(consumer)
+    assert message is not None
+    message.stuff_exception(ValueError("boom"))
+    message.fail()
+    consumer.nack(message)
+    consumer.close()
+    (row,) = rows(alias)
+    assert (row.state, row.error) == (State.DEAD, "ValueError: boom")
+    assert broker.queue_stats(QUEUE).dead == 1
+
+    user = get_user_model().objects.create_superuser(f"admin-{time.monotonic_ns()}", "a@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    changelist = "/admin/pygigo_db/message/"
+    page = client.get(changelist, {"state__exact": "dead"})
+    assert page.status_code == 200
+    assert b"ValueError: boom" in page.content
+    response = client.post(changelist, {"action": "requeue", "_selected_action": [row.pk]})
+    assert response.status_code == 302
+    (row,) = rows(alias)
+    assert (row.state, row.error, row.dead_at) == (State.READY, "", None)
+    assert json.loads(row.body)["options"]["retries"] == 0
+    stats = broker.queue_stats(QUEUE)
+    assert (stats.ready, stats.dead) == (1, 0)
+
+
+def test_worker_on_an_unmigrated_database_names_the_migration(tmp_path: Path) -> None:
+    env = dict(os.environ, PYGIGO_BROKER_URL="db://", PYGIGO_SQLITE_PATH=str(tmp_path / "fresh.sqlite3"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pygigo", "worker", "tests.adapters.db_functions"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "manage.py migrate pygigo_db --database default" in result.stderr

@@ -1,0 +1,151 @@
+"""db:// with real worker processes (`pygigo worker`), on SQLite and PostgreSQL: exactly-once
+under concurrency, delays that survive a restart, and how fast an idle worker wakes up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import transaction
+
+from pygigo.adapters.base import PygigoBroker, build_broker
+from pygigo.platform import runtime
+from tests.adapters import db_functions
+from tests.conformance.test_conformance import wait_until
+from tests.conftest import migrate_database
+
+pytestmark = pytest.mark.slow
+
+DATABASES = {"sqlite": "default", "postgres": "postgres"}
+
+
+@pytest.fixture(params=list(DATABASES))
+def alias(request: pytest.FixtureRequest) -> str:
+    migrate_database(DATABASES[request.param])
+    return DATABASES[request.param]
+
+
+@pytest.fixture
+def broker(alias: str) -> Iterator[PygigoBroker]:
+    built = build_broker(f"db://{alias}", middleware=runtime.build_middleware())
+    runtime.set_broker(built)
+    built.flush(db_functions.QUEUE)
+    yield built
+    try:
+        built.flush(db_functions.QUEUE)
+    finally:
+        runtime.reset()
+
+
+@contextlib.contextmanager
+def workers(
+    url: str, log: Path, *, processes: int = 1, threads: int = 2
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`pygigo worker` serving db_functions; stopped gracefully (SIGTERM) on exit."""
+    env = dict(os.environ, PYGIGO_BROKER_URL=url)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "pygigo", "worker", "tests.adapters.db_functions"]
+    command += ["-p", str(processes), "-t", str(threads)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+
+def warm_up(directory: Path, n: int = -1) -> None:
+    """Send one message and wait until a worker ran it: the workers are up and idle."""
+    db_functions.mark.send(str(directory), n)
+    wait_until(
+        lambda: any(c[0] == n for c in db_functions.read_calls(str(directory))), 60, "the warm-up call"
+    )
+
+
+def test_two_processes_run_2000_messages_exactly_once(
+    broker: PygigoBroker, alias: str, tmp_path: Path
+) -> None:
+    count = 2000
+    log = tmp_path / "worker.log"
+    with workers(f"db://{alias}", log, processes=2, threads=8) as process:
+        warm_up(tmp_path)
+        # One transaction: all 2,000 become visible to both processes at the same instant.
+        with transaction.atomic(using=alias):
+            for n in range(count):
+                db_functions.mark.send(str(tmp_path), n)
+        committed = time.time()
+        wait_until(lambda: len(db_functions.read_calls(str(tmp_path))) >= count + 1, 120, "2,000 calls")
+        broker.join(db_functions.QUEUE, timeout=30_000)  # every row acked and pruned
+        process.terminate()
+        assert process.wait(timeout=60) == 0
+    calls = [c for c in db_functions.read_calls(str(tmp_path)) if c[0] >= 0]
+    runs = Counter(n for n, _ in calls)
+    assert sorted(runs) == list(range(count)), "every message ran"
+    assert max(runs.values()) == 1, f"ran twice: {[n for n, k in runs.items() if k > 1][:10]}"
+    output = log.read_text(errors="replace")
+    assert "database is locked" not in output
+    assert "Traceback" not in output, output[-3000:]
+    assert broker.model.objects.using(alias).filter(queue_name=db_functions.QUEUE).count() == 0
+    drained = max(started for _, started in calls) - committed
+    print(
+        f"\n{alias}: {count} messages drained by 2x8 workers in {drained:.2f}s = {count / drained:.0f} msg/s"
+    )
+
+
+def test_delayed_message_survives_a_worker_killed_before_it_is_due(
+    broker: PygigoBroker, alias: str, tmp_path: Path
+) -> None:
+    url = f"db://{alias}"
+    with workers(url, tmp_path / "first.log") as first:
+        warm_up(tmp_path)
+        sent = time.time()
+        db_functions.mark.send_with_options(args=(str(tmp_path), 1), delay_s=4)
+        os.killpg(first.pid, signal.SIGKILL)  # no graceful requeue: nothing in memory to lose
+        first.wait()
+    stats = broker.queue_stats(db_functions.QUEUE)
+    assert (stats.ready, stats.delayed) == (0, 1)
+    with workers(url, tmp_path / "second.log"):
+        wait_until(lambda: len(db_functions.read_calls(str(tmp_path))) == 2, 30, "the delayed call")
+    ((_, started),) = [c for c in db_functions.read_calls(str(tmp_path)) if c[0] == 1]
+    assert started - sent >= 3.95, "ran before its time"
+
+
+# Wake-up bounds from the issue. On PostgreSQL the poll interval is set far above the bound, so
+# only the LISTEN/NOTIFY doorbell can meet it; SQLite (another process) relies on polling.
+WAKE_UP = {"default": ("db://default", 1.0), "postgres": ("db://postgres?poll_interval_ms=5000", 0.2)}
+
+
+def test_idle_worker_wakes_up_in_time(broker: PygigoBroker, alias: str, tmp_path: Path) -> None:
+    url, bound_s = WAKE_UP[alias]
+    latencies = []
+    with workers(url, tmp_path / "worker.log"):
+        warm_up(tmp_path)
+        for n in range(5):
+            # Land at different points of the poll cycle; the measurement itself uses the
+            # send and start timestamps, not this pause.
+            time.sleep(0.35 + 0.2 * n)
+            sent = time.time()
+            db_functions.mark.send(str(tmp_path), n)
+            wait_until(
+                lambda n=n: any(c[0] == n for c in db_functions.read_calls(str(tmp_path))), 10, "the call"
+            )
+            ((_, started),) = [c for c in db_functions.read_calls(str(tmp_path)) if c[0] == n]
+            latencies.append(started - sent)
+    print(f"\n{alias}: wake-up latencies (ms): {[round(x * 1000) for x in latencies]}")
+    assert max(latencies) < bound_s, latencies

@@ -1,0 +1,29 @@
+"""Settings of the test run: Pygigo's default site plus a ``postgres`` alias.
+
+The alias points at the shared ``test`` database on 127.0.0.1:5432 but works in a schema of
+its own per test run (``pygigo_t<run id>``, created and dropped by tests/conftest.py), so
+concurrent runs never see each other's tables. Worker subprocesses inherit the run id and the
+SQLite path through the environment, so they open the same databases as the test process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pygigo.django_site.settings import *  # noqa: F403
+from pygigo.django_site.settings import DATABASES
+
+TEST_RUN = os.environ.get("PYGIGO_TEST_RUN", "local")
+POSTGRES_SCHEMA = f"pygigo_t{TEST_RUN}"
+
+DATABASES = {
+    **DATABASES,
+    "postgres": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("PYGIGO_TEST_PG_NAME", "test"),
+        "USER": os.environ.get("PYGIGO_TEST_PG_USER", "postgres"),
+        "HOST": "127.0.0.1",
+        "PORT": "5432",
+        "OPTIONS": {"options": f"-c search_path={POSTGRES_SCHEMA}"},
+    },
+}

@@ -4,10 +4,12 @@ checks that skip locally but fail in CI (PYGIGO_REQUIRE_SERVICES=1)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import tempfile
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -43,3 +45,46 @@ def require_service(name: str) -> None:
     if os.environ.get("PYGIGO_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service missing: {reason}")
     pytest.skip(reason)
+
+
+# SQS: a moto server on loopback, shared by the session. Worker subprocesses reach it through
+# the broker URL (endpoint_url) and inherit the dummy credentials from the environment.
+_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    # Never read the developer's real profile or credentials files.
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    # AWS allows one PurgeQueue a minute per queue (moto enforces it too); the conformance
+    # suite flushes before and after every test.
+    "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false",
+}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """``http://127.0.0.1:<free port>`` of a moto server started for this test session."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        reason = "moto[server] is not installed; pip install -e '.[dev]'"
+        if os.environ.get("PYGIGO_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"required service missing: {reason}")
+        pytest.skip(reason)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
+    saved = {name: os.environ.get(name) for name in _AWS_ENV}
+    os.environ.update(_AWS_ENV)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -278,6 +278,7 @@ _REGISTRY: dict[str, AdapterSpec] = {
     "rediss": AdapterSpec("pygigo.adapters.redis:RedisBroker", "redis", "redis"),
     "amqp": AdapterSpec("pygigo.adapters.rabbitmq:RabbitmqBroker", "pika", "rabbitmq"),
     "amqps": AdapterSpec("pygigo.adapters.rabbitmq:RabbitmqBroker", "pika", "rabbitmq"),
+    "sqs": AdapterSpec("pygigo.adapters.sqs:SQSBroker", "boto3", "sqs"),
 }
 
 

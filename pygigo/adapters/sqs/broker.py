@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Self
 
 import botocore.exceptions
@@ -191,3 +191,11 @@ class SQSBroker(PygigoBroker, SQSCore):
             for target in (url, dlq_url):
                 self.client.delete_queue(QueueUrl=target)
         self.forget_queue(queue_name)
+
+    def handle_sqs_event(
+        self, event: Mapping[str, Any], *, time_left_ms: Callable[[], int] | None = None
+    ) -> dict[str, list[dict[str, str]]]:
+        """Run an AWS Lambda SQS event batch; see :func:`.lambda_events.handle_event`."""
+        from .lambda_events import handle_event
+
+        return handle_event(self, event, time_left_ms=time_left_ms)

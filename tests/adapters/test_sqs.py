@@ -93,7 +93,7 @@ def test_url_options_are_parsed_and_unknown_ones_refused() -> None:
     assert broker.endpoint == "sqs.eu-west-1.amazonaws.com"
     with pytest.raises(ConfigurationError, match="'visibility_timeout'"):
         build_broker("sqs://?visibility_timeout=5")
-    with pytest.raises(ConfigurationError, match="wait_time_s.*between 0 and 20"):
+    with pytest.raises(ConfigurationError, match=r"wait_time_s.*between 0 and 20"):
         build_broker("sqs://?wait_time_s=30")
     with pytest.raises(ConfigurationError, match="no host"):
         build_broker("sqs://key:secret@sqs.eu-west-1.amazonaws.com/")

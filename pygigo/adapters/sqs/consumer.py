@@ -123,7 +123,8 @@ class SQSConsumer(Consumer):
         with self._cond:
             for handle in handles:
                 self._held.pop(handle, None)
-            self._ready = collections.deque(m for m in self._ready if m.receipt_handle not in set(handles))
+            returned = set(handles)
+            self._ready = collections.deque(m for m in self._ready if m.receipt_handle not in returned)
         with self.broker.translate_errors():
             self._change_visibility(handles, 0)
 

@@ -7,6 +7,7 @@ PostgreSQL alias lives in a schema of this run, dropped at the end of the sessio
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import tempfile
@@ -76,3 +77,46 @@ def _drop_postgres_schema() -> Iterator[None]:
         with connections["postgres"].cursor() as cursor:
             cursor.execute(f"DROP SCHEMA IF EXISTS {settings.POSTGRES_SCHEMA} CASCADE")
         connections["postgres"].close()
+
+
+# SQS: a moto server on loopback, shared by the session. Worker subprocesses reach it through
+# the broker URL (endpoint_url) and inherit the dummy credentials from the environment.
+_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    # Never read the developer's real profile or credentials files.
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    # AWS allows one PurgeQueue a minute per queue (moto enforces it too); the conformance
+    # suite flushes before and after every test.
+    "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false",
+}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """``http://127.0.0.1:<free port>`` of a moto server started for this test session."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        reason = "moto[server] is not installed; pip install -e '.[dev]'"
+        if os.environ.get("PYGIGO_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"required service missing: {reason}")
+        pytest.skip(reason)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
+    saved = {name: os.environ.get(name) for name in _AWS_ENV}
+    os.environ.update(_AWS_ENV)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -296,6 +296,7 @@ _REGISTRY: dict[str, AdapterSpec] = {
     "amqp": AdapterSpec("pygigo.adapters.rabbitmq:RabbitmqBroker", "pika", "rabbitmq"),
     "amqps": AdapterSpec("pygigo.adapters.rabbitmq:RabbitmqBroker", "pika", "rabbitmq"),
     "db": AdapterSpec("pygigo.adapters.db.broker:DatabaseBroker"),
+    "sqs": AdapterSpec("pygigo.adapters.sqs:SQSBroker", "boto3", "sqs"),
 }
 
 

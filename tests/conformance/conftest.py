@@ -6,9 +6,11 @@ Adding an adapter to the suite = adding one entry to ADAPTERS (and its service, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import dramatiq
 import pytest
@@ -30,11 +32,27 @@ class AdapterCase:
     cleanup: Callable[[PygigoBroker], None] | None = None
     #: Run once before the first test of the case (e.g. migrate a database).
     setup: Callable[[], None] | None = None
+    #: For brokers started by a fixture: the fixture's value (an endpoint) -> the URL.
+    url_from: tuple[str, Callable[[str], str]] | None = None
 
 
 def _delete_rabbit_queues(broker: PygigoBroker) -> None:
     for queue in (functions.QUEUE, functions.SLOW_QUEUE):
         broker.delete_queue(queue)  # type: ignore[attr-defined]
+
+
+def _delete_sqs_queues(broker: PygigoBroker) -> None:
+    for queue in (functions.QUEUE, functions.SLOW_QUEUE):
+        broker.delete_queue(queue)  # type: ignore[attr-defined]
+
+
+def _sqs_url(endpoint: str) -> str:
+    # Short visibility timeout: the SIGKILL test waits for it to lapse; the heartbeat renews
+    # it for everything still running.
+    return (
+        f"sqs://?endpoint_url={quote(endpoint, safe='')}&region=us-east-1&prefix=t{RUN}-"
+        f"&visibility_timeout_s=3&wait_time_s=1&max_receive_count=5"
+    )
 
 
 def _delete_redis_keys(broker: PygigoBroker) -> None:
@@ -60,6 +78,7 @@ ADAPTERS = {
     "db-postgres": AdapterCase(
         "db-postgres", "db://postgres?lease_s=5", "postgres", setup=lambda: migrate_database("postgres")
     ),
+    "sqs": AdapterCase("sqs", "", cleanup=_delete_sqs_queues, url_from=("moto_endpoint", _sqs_url)),
 }
 
 
@@ -70,6 +89,9 @@ def case(request: pytest.FixtureRequest) -> AdapterCase:
         require_service(adapter_case.service)
     if adapter_case.setup:
         adapter_case.setup()
+    if adapter_case.url_from:
+        fixture, make_url = adapter_case.url_from
+        adapter_case = dataclasses.replace(adapter_case, url=make_url(request.getfixturevalue(fixture)))
     return adapter_case
 
 

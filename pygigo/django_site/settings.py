@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "pygigo.django_site.apps.PygigoConfig",
+    "pygigo.django_site.scheduling.apps.SchedulingConfig",
 ]
 
 MIDDLEWARE = [
@@ -56,6 +57,21 @@ DATABASES = {
         "NAME": os.environ.get("PYGIGO_SQLITE_PATH", str(BASE_DIR / "var" / "pygigo.sqlite3")),
     }
 }
+
+# PostgreSQL, from the environment (SQLite stays the default): PYGIGO_POSTGRES_NAME adds a
+# "postgres" alias; PYGIGO_DEFAULT_DATABASE=postgres also makes it the default (multi-process
+# tests and production-like set-ups).
+if os.environ.get("PYGIGO_POSTGRES_NAME"):
+    DATABASES["postgres"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ["PYGIGO_POSTGRES_NAME"],
+        "HOST": os.environ.get("PYGIGO_POSTGRES_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("PYGIGO_POSTGRES_PORT", "5432"),
+        "USER": os.environ.get("PYGIGO_POSTGRES_USER", "postgres"),
+        "PASSWORD": os.environ.get("PYGIGO_POSTGRES_PASSWORD", ""),
+    }
+    if os.environ.get("PYGIGO_DEFAULT_DATABASE") == "postgres":
+        DATABASES["default"] = DATABASES["postgres"]
 
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -17,6 +17,9 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "pygigo.django_site.settings"
 os.environ.setdefault("PYGIGO_SQLITE_PATH", os.path.join(_TMP, "db.sqlite3"))
 os.environ.pop("PYGIGO_BROKER_URL", None)
 os.environ["DJANGO_ALLOWED_HOSTS"] = "*"
+# A "postgres" database alias for multi-process tests (created and dropped by the tests that
+# use it; nothing connects to it otherwise). SQLite stays the default.
+os.environ.setdefault("PYGIGO_POSTGRES_NAME", f"pygigo_test_{os.environ['PYGIGO_TEST_RUN']}")
 
 import django  # noqa: E402
 

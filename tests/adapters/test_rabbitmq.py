@@ -35,7 +35,9 @@ def rabbit() -> Iterator[RabbitmqBroker]:
 
 
 def rabbitmqctl(*args: str) -> str:
-    return subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, text=True, timeout=120).stdout
+    return subprocess.run(
+        ["rabbitmqctl", *args], check=True, capture_output=True, text=True, timeout=120
+    ).stdout
 
 
 def close_connection_from_server(name: str) -> None:

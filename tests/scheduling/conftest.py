@@ -21,7 +21,7 @@ def migrated() -> None:
 
 @pytest.fixture
 def db(migrated: None) -> Iterator[None]:
-    from pygigo.django_site.scheduling.models import Schedule, ScheduleRun, SchedulerLease
+    from pygigo.django_site.scheduling.models import Schedule, SchedulerLease, ScheduleRun
 
     yield
     for model in (Schedule, ScheduleRun, SchedulerLease):

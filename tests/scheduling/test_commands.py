@@ -24,13 +24,19 @@ NOW = datetime(2026, 3, 29, 0, 50, tzinfo=UTC)  # the night Paris springs forwar
 
 def columns(line: str, header: str) -> list[str]:
     """Cut ``line`` at the header's column starts."""
-    starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 1] == " " and header[i - 2] == " ")]
+    starts = [
+        i
+        for i, ch in enumerate(header)
+        if ch != " " and (i == 0 or (header[i - 1] == " " and header[i - 2] == " "))
+    ]
     return [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=False)]
 
 
 def test_table_is_aligned_with_next_runs_in_the_schedule_zone() -> None:
     specs = {
-        "paris": ScheduleSpec("paris", "fn_a", parse_timing("30 2 * * *", "Europe/Paris"), misfire=Misfire.ONCE),
+        "paris": ScheduleSpec(
+            "paris", "fn_a", parse_timing("30 2 * * *", "Europe/Paris"), misfire=Misfire.ONCE
+        ),
         "a-much-longer-name": ScheduleSpec("a-much-longer-name", "fn_b", parse_timing("@every 90s")),
         "off": ScheduleSpec("off", "fn_c", parse_timing("@daily"), enabled=False, source="db"),
     }

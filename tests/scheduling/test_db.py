@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,7 +98,7 @@ def test_change_token_moves_on_add_edit_delete_but_not_on_firing() -> None:
     assert Schedule.objects.get(name="nightly").last_fired_slot == datetime(2026, 1, 1, 4, tzinfo=UTC)
     schedule.delete()
     tokens.append(store.changes_token())
-    assert all(before != after for before, after in zip(tokens, tokens[1:], strict=False))
+    assert all(before != after for before, after in itertools.pairwise(tokens))
 
 
 def test_scheduler_picks_up_rows_without_restart_and_fires_them(broker: MemoryBroker) -> None:

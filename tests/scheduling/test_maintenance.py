@@ -35,7 +35,9 @@ def test_defaults_are_all_on_and_each_can_be_switched_off_or_changed() -> None:
         "report_dead_letters",
     }
     assert all(job["enabled"] for job in config.values())
-    changed = maintenance.job_config({"prune_invocations": False, "report_dead_letters": {"schedule": "0 * * * *"}})
+    changed = maintenance.job_config(
+        {"prune_invocations": False, "report_dead_letters": {"schedule": "0 * * * *"}}
+    )
     assert not changed["prune_invocations"]["enabled"]
     assert changed["report_dead_letters"]["schedule"] == "0 * * * *"
 
@@ -54,10 +56,15 @@ def test_bad_configuration_is_refused(overrides: dict[str, Any], message: str) -
         maintenance.maintenance_schedules(overrides)
 
 
-def test_jobs_whose_hook_is_not_installed_are_skipped_with_a_debug_log(caplog: pytest.LogCaptureFixture) -> None:
+def test_jobs_whose_hook_is_not_installed_are_skipped_with_a_debug_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG, logger="pygigo.scheduler.maintenance")
     specs = maintenance.maintenance_schedules(
-        {"prune_invocations": {"hook": "pygigo_not_installed.maintenance.prune"}, "requeue_expired_leases": False}
+        {
+            "prune_invocations": {"hook": "pygigo_not_installed.maintenance.prune"},
+            "requeue_expired_leases": False,
+        }
     )
     names = {spec.name for spec in specs}
     assert "pygigo.maintenance.prune_invocations" not in names

@@ -79,7 +79,12 @@ def start_replica(index: int, logs: Path) -> subprocess.Popen[bytes]:
         "PYGIGO_SCHEDULER": json.dumps({"lease_s": LEASE_S, "poll_s": 0.25, "stale_after_s": 5}),
         "PYGIGO_MAINTENANCE": json.dumps(
             dict.fromkeys(
-                ("prune_invocations", "prune_acked_messages", "requeue_expired_leases", "report_dead_letters"),
+                (
+                    "prune_invocations",
+                    "prune_acked_messages",
+                    "requeue_expired_leases",
+                    "report_dead_letters",
+                ),
                 False,
             )
         ),
@@ -94,7 +99,7 @@ def start_replica(index: int, logs: Path) -> subprocess.Popen[bytes]:
 def test_three_replicas_fire_each_slot_once_and_survive_leader_kill(
     postgres: str, redis_client: object, tmp_path: Path
 ) -> None:
-    from pygigo.django_site.scheduling.models import ScheduleRun, SchedulerLease
+    from pygigo.django_site.scheduling.models import SchedulerLease, ScheduleRun
 
     runs = ScheduleRun.objects.using(postgres).filter(schedule=SCHEDULE)
 

@@ -157,7 +157,9 @@ def test_a_run_left_claimed_by_a_dead_process_is_retried_after_the_stale_time(
     assert store.runs[("rep", T0)].status == ENQUEUED and len(queued(broker)) == 1
 
 
-def test_only_the_lease_holder_fires_and_a_follower_takes_over(broker: MemoryBroker, clock: FakeClock) -> None:
+def test_only_the_lease_holder_fires_and_a_follower_takes_over(
+    broker: MemoryBroker, clock: FakeClock
+) -> None:
     store = MemoryScheduleStore(clock)
     a = make(store, clock, spec(), holder="a", lease_s=15)
     b = make(store, clock, spec(), holder="b", lease_s=15)
@@ -190,7 +192,9 @@ def test_a_leader_that_cannot_reach_the_store_stops_firing(broker: MemoryBroker,
     assert not scheduler.renew_lease() and not scheduler.is_leader
 
 
-def test_stored_schedule_overrides_code_and_changes_are_picked_up(broker: MemoryBroker, clock: FakeClock) -> None:
+def test_stored_schedule_overrides_code_and_changes_are_picked_up(
+    broker: MemoryBroker, clock: FakeClock
+) -> None:
     store = MemoryScheduleStore(clock)
     scheduler = make(store, clock, spec())
     assert not scheduler.refresh()  # nothing changed: no reload
@@ -223,7 +227,9 @@ def test_apscheduler_jobs_follow_the_stored_schedules(broker: MemoryBroker) -> N
         assert scheduler._aps is not None
         assert [job.id for job in scheduler._aps.get_jobs()] == ["fast"]
         store.put_schedule(dataclasses.replace(spec("fast", "@every 1s"), enabled=False))
-        wait_until(lambda: scheduler._aps is not None and not scheduler._aps.get_jobs(), timeout=5, what="resync")
+        wait_until(
+            lambda: scheduler._aps is not None and not scheduler._aps.get_jobs(), timeout=5, what="resync"
+        )
     finally:
         stop.set()
         thread.join(timeout=10)

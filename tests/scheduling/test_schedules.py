@@ -83,7 +83,9 @@ def test_invalid_expression_fails_at_declaration_naming_the_field(expression: st
 def test_bad_timezone_and_policy_fail_at_declaration() -> None:
     with pytest.raises(ScheduleConfigError, match="unknown timezone 'Mars/Olympus'"):
         pygigo.cron("0 * * * *", timezone="Mars/Olympus")
-    with pytest.raises(ScheduleConfigError, match="misfire='sometimes': expected one of skip, once, catch_up"):
+    with pytest.raises(
+        ScheduleConfigError, match="misfire='sometimes': expected one of skip, once, catch_up"
+    ):
         pygigo.cron("0 * * * *", misfire="sometimes")
     with pytest.raises(ScheduleConfigError, match="at least 1 second"):
         pygigo.every()

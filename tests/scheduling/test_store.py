@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 from zoneinfo import ZoneInfo
 
-from pygigo.platform.schedule_store import ABANDONED, CLAIMED, ENQUEUED, FAILED, MemoryScheduleStore, ScheduleStore
+import pytest
+
+from pygigo.platform.schedule_store import (
+    ABANDONED,
+    CLAIMED,
+    ENQUEUED,
+    FAILED,
+    MemoryScheduleStore,
+    ScheduleStore,
+)
 
 SLOT = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -44,7 +51,7 @@ def memory_case() -> Case:
 
 
 def django_case() -> Case:
-    from pygigo.django_site.scheduling.models import ScheduleRun, SchedulerLease
+    from pygigo.django_site.scheduling.models import SchedulerLease, ScheduleRun
     from pygigo.django_site.scheduling.store import DjangoScheduleStore
 
     def expire() -> None:

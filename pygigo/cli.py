@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("modules", nargs="*", default=["examples.functions"], help="functions modules")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--no-scheduler", action="store_true", help="do not start the scheduler")
     return parser
 
 
@@ -45,7 +46,9 @@ def run_dev(args: argparse.Namespace) -> int:
     django.setup()
     from .django_site import devstack
 
-    return devstack.run(host=args.host, port=args.port, modules=args.modules)
+    return devstack.run(
+        host=args.host, port=args.port, modules=args.modules, with_scheduler=not args.no_scheduler
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

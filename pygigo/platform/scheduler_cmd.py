@@ -45,9 +45,10 @@ def load_store() -> ScheduleStore:
 
 def build_scheduler(modules: Sequence[str], **overrides: Any) -> Scheduler:
     """Django, the functions modules, the store, the maintenance jobs: a ready Scheduler.
-    ``overrides`` (None values ignored) win over ``PYGIGO_SCHEDULER``."""
+    ``overrides`` (None values ignored) win over ``PYGIGO_SCHEDULER``. Imports ``modules`` and
+    ``PYGIGO_FUNCTIONS`` (database schedules may name functions from either)."""
     setup_django()
-    import_modules(modules)
+    import_modules([*modules, *settings.functions_modules()])
     options = {**settings.scheduler_options(), **{k: v for k, v in overrides.items() if v is not None}}
     unknown = set(options) - _OPTION_NAMES
     if unknown:
@@ -105,7 +106,7 @@ def print_schedules(
     modules: Sequence[str], out: Writer, *, count: int = 3, now: datetime | None = None
 ) -> int:
     setup_django()
-    import_modules(modules)
+    import_modules([*modules, *settings.functions_modules()])
     builtin = maintenance_schedules(settings.maintenance_overrides())
     specs = merge_schedules(builtin, schedules, load_store().load_schedules())
     out.write(schedule_table(specs, now or datetime.now(UTC), count) + "\n")

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Case, Count, DateTimeField, ExpressionWrapper, F, Max, Q, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -36,7 +36,13 @@ class DjangoScheduleStore:
         self.lease_name = lease_name
         self._lease_row_ready = False
 
+    def _check_connection(self) -> None:
+        # A scheduler runs for months outside any request cycle, so nothing else would drop a
+        # connection broken by a database restart: check this thread's one before each use.
+        connections[self.using].close_if_unusable_or_obsolete()
+
     def changes_token(self) -> Hashable:
+        self._check_connection()
         # Count catches deletions, max(updated_at) catches edits and additions: one cheap query.
         row = Schedule.objects.using(self.using).aggregate(n=Count("id"), latest=Max("updated_at"))
         return (row["n"], row["latest"])
@@ -62,6 +68,7 @@ class DjangoScheduleStore:
             self._lease_row_ready = True
 
     def acquire_lease(self, holder: str, ttl_s: float) -> bool:
+        self._check_connection()
         self._ensure_lease_row()
         expires = ExpressionWrapper(Now() + timedelta(seconds=ttl_s), output_field=DateTimeField())
         updated = (
@@ -89,6 +96,7 @@ class DjangoScheduleStore:
     # -- runs --
 
     def last_fired(self, schedule: str) -> datetime | None:
+        self._check_connection()
         latest: datetime | None = (
             ScheduleRun.objects.using(self.using).filter(schedule=schedule).aggregate(m=Max("slot"))["m"]
         )
@@ -133,6 +141,7 @@ class DjangoScheduleStore:
     def claim_retries(
         self, holder: str, *, retry_delay_s: float, stale_after_s: float, limit: int = 50
     ) -> list[tuple[str, datetime]]:
+        self._check_connection()
         now = timezone.now()
         runs = ScheduleRun.objects.using(self.using)
         candidates = (

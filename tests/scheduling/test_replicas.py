@@ -135,6 +135,10 @@ def test_three_replicas_fire_each_slot_once_and_survive_leader_kill(
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
+    # The killed leader died by SIGKILL; the others stopped cleanly on SIGTERM.
+    assert sorted(process.returncode for process in replicas) == [-signal.SIGKILL, 0, 0]
+    assert holder() == ""  # the last leader released the lease on its way out
+
     records = list(runs.order_by("slot"))
     slots = [run.slot for run in records]
     first, last = slots[0], slots[-1]

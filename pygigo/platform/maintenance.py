@@ -5,7 +5,13 @@ On by default; each can be switched off or re-timed in settings::
 
     PYGIGO_MAINTENANCE = {
         "prune_invocations": False,                                  # off
-        "report_dead_letters": {"schedule": "0 * * * *"},            # hourly
+        "prune_schedule_runs": {
+        "enabled": True,
+        "schedule": "43 * * * *",
+        "hook": "pygigo.django_site.scheduling.store.prune_runs",
+        "options": {"older_than_s": 7 * 24 * 3600},
+    },
+    "report_dead_letters": {"schedule": "0 * * * *"},            # hourly
         "prune_acked_messages": {"options": {"older_than_s": 600}},  # passed to the hook
     }
 
@@ -54,6 +60,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "schedule": "@every 30s",
         "hook": "pygigo.adapters.db.maintenance.requeue_expired",
         "options": {},
+    },
+    "prune_schedule_runs": {
+        "enabled": True,
+        "schedule": "43 * * * *",
+        "hook": "pygigo.django_site.scheduling.store.prune_runs",
+        "options": {"older_than_s": 7 * 24 * 3600},
     },
     "report_dead_letters": {
         "enabled": True,

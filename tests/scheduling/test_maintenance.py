@@ -32,6 +32,7 @@ def test_defaults_are_all_on_and_each_can_be_switched_off_or_changed() -> None:
         "prune_invocations",
         "prune_acked_messages",
         "requeue_expired_leases",
+        "prune_schedule_runs",
         "report_dead_letters",
     }
     assert all(job["enabled"] for job in config.values())
@@ -82,6 +83,7 @@ def test_a_maintenance_job_runs_in_the_leader_once_per_slot(broker: MemoryBroker
             "prune_invocations": {"hook": f"{__name__}.fake_prune", "options": {"ttl_s": 60}},
             "prune_acked_messages": False,
             "requeue_expired_leases": False,
+            "prune_schedule_runs": False,
             "report_dead_letters": False,
         }
     )
@@ -120,3 +122,25 @@ def test_dead_letter_report_on_a_real_broker(broker: MemoryBroker, caplog: pytes
     counts = maintenance.report_dead_letters()
     assert counts.get(QUEUE) == 0
     assert any("dead letters: none in" in r.message for r in caplog.records)
+
+
+@pytest.mark.usefixtures("db")
+def test_prune_schedule_runs_keeps_recent_runs_and_each_schedule_latest() -> None:
+    from pygigo.django_site.scheduling.models import ScheduleRun
+    from pygigo.django_site.scheduling.store import DjangoScheduleStore, prune_runs
+
+    store = DjangoScheduleStore()
+    now = datetime.now(UTC).replace(microsecond=0)
+    old = [now - timedelta(days=d) for d in (30, 20, 10)]
+    for slot in [*old, now]:
+        store.claim_run("busy", slot, "me")
+        store.finish_run("busy", slot, message_id="m", error=None, max_attempts=3)
+    store.claim_run("rare", old[0], "me")  # its only (latest) run: kept however old
+    store.finish_run("rare", old[0], message_id="m", error=None, max_attempts=3)
+    store.claim_run("failing", old[1], "me")  # failed: still to be retried, kept
+    store.finish_run("failing", old[1], message_id=None, error="down", max_attempts=3)
+    store.claim_run("failing", now, "me")
+    assert prune_runs(older_than_s=7 * 24 * 3600) == 3
+    left = set(ScheduleRun.objects.values_list("schedule", "slot"))
+    assert left == {("busy", now), ("rare", old[0]), ("failing", old[1]), ("failing", now)}
+    assert store.last_fired("busy") == now and store.last_fired("rare") == old[0]

@@ -27,6 +27,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connections
 
+from pygigo.platform import maintenance
 from tests.conformance.test_conformance import wait_until
 from tests.conftest import require_service
 
@@ -77,17 +78,7 @@ def start_replica(index: int, logs: Path) -> subprocess.Popen[bytes]:
         "PYGIGO_DEFAULT_DATABASE": "postgres",
         "PYGIGO_BROKER_URL": REDIS_URL,
         "PYGIGO_SCHEDULER": json.dumps({"lease_s": LEASE_S, "poll_s": 0.25, "stale_after_s": 5}),
-        "PYGIGO_MAINTENANCE": json.dumps(
-            dict.fromkeys(
-                (
-                    "prune_invocations",
-                    "prune_acked_messages",
-                    "requeue_expired_leases",
-                    "report_dead_letters",
-                ),
-                False,
-            )
-        ),
+        "PYGIGO_MAINTENANCE": json.dumps(dict.fromkeys(maintenance.DEFAULTS, False)),
     }
     command = [sys.executable, "-m", "pygigo", "scheduler", "tests.scheduling.replica_functions"]
     with open(logs / f"replica-{index}.log", "wb") as log:

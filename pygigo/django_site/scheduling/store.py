@@ -13,7 +13,19 @@ from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 
 from django.db import IntegrityError, connections, transaction
-from django.db.models import Case, Count, DateTimeField, ExpressionWrapper, F, Max, Q, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -161,3 +173,16 @@ class DjangoScheduleStore:
             if updated:
                 won.append((schedule, slot))
         return won
+
+
+def prune_runs(older_than_s: float = 7 * 24 * 3600, using: str = "default") -> int:
+    """Delete finished run records (enqueued or abandoned) whose slot is older than
+    ``older_than_s``, always keeping each schedule's latest one: it is the "last fired slot"
+    the misfire policy counts from. Returns the number deleted. A maintenance hook."""
+    runs = ScheduleRun.objects.using(using)
+    latest = runs.filter(schedule=OuterRef("schedule")).order_by("-slot").values("slot")[:1]
+    old = runs.filter(
+        status__in=[ENQUEUED, ABANDONED], slot__lt=timezone.now() - timedelta(seconds=older_than_s)
+    ).exclude(slot=Subquery(latest))
+    deleted, _ = old.delete()
+    return deleted

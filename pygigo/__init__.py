@@ -9,6 +9,10 @@ Write plain functions, run them on Dramatiq workers over the broker that one URL
         return x + y
 
     add.send(1, 2)   # PYGIGO_BROKER_URL=redis://… pygigo worker myproject.functions
+
+    @pygigo.cron("*/15 * * * *", timezone="Europe/Paris")   # pygigo scheduler myproject.functions
+    @pygigo.function(queue="reports")
+    def report(): ...
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .adapters.errors import (
 )
 from .platform.functions import Function, FunctionOptions, function
 from .platform.runtime import get_broker, set_broker
+from .platform.schedules import cron, every
 
 __all__ = [
     "BrokerError",
@@ -37,6 +42,8 @@ __all__ = [
     "MessageTooLarge",
     "PygigoError",
     "QueueMissing",
+    "cron",
+    "every",
     "function",
     "get_broker",
     "set_broker",

@@ -1,4 +1,5 @@
-"""The ``pygigo`` command: ``pygigo worker myproject.functions --processes 2 --threads 8``.
+"""The ``pygigo`` command: ``pygigo worker myproject.functions --processes 2 --threads 8``,
+``pygigo scheduler myproject.functions``, ``pygigo schedules``, ``pygigo dev``.
 
 Every subcommand runs with Django configured: ``DJANGO_SETTINGS_MODULE`` if set, else Pygigo's
 default site (``pygigo.django_site.settings``).
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .adapters.base import PygigoError
-from .platform import worker
+from .platform import scheduler_cmd, worker
 
 DEFAULT_SETTINGS = "pygigo.django_site.settings"
 
@@ -21,12 +22,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pygigo", description="Pygigo: Django functions on any broker.")
     commands = parser.add_subparsers(dest="command", required=True)
     worker.add_arguments(commands.add_parser("worker", help="run workers for your functions"))
+    scheduler_cmd.add_scheduler_arguments(
+        commands.add_parser("scheduler", help="run a scheduler replica (cron and interval schedules)")
+    )
+    scheduler_cmd.add_schedules_arguments(
+        commands.add_parser("schedules", help="list schedules with their next run times")
+    )
     dev = commands.add_parser(
         "dev", help="web + worker (+ scheduler) on the database broker, for development"
     )
     dev.add_argument("modules", nargs="*", default=["examples.functions"], help="functions modules")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--no-scheduler", action="store_true", help="do not start the scheduler")
     return parser
 
 
@@ -38,7 +46,9 @@ def run_dev(args: argparse.Namespace) -> int:
     django.setup()
     from .django_site import devstack
 
-    return devstack.run(host=args.host, port=args.port, modules=args.modules)
+    return devstack.run(
+        host=args.host, port=args.port, modules=args.modules, with_scheduler=not args.no_scheduler
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "worker":
             return worker.run_from_args(args)
+        if args.command == "scheduler":
+            return scheduler_cmd.run_scheduler(
+                args.modules, lease_s=args.lease_s, poll_s=args.poll_s, holder=args.holder
+            )
+        if args.command == "schedules":
+            return scheduler_cmd.print_schedules(args.modules, sys.stdout, count=args.count)
         if args.command == "dev":
             return run_dev(args)
     except PygigoError as exc:

@@ -27,3 +27,8 @@ DATABASES = {
         "OPTIONS": {"options": f"-c search_path={POSTGRES_SCHEMA}"},
     },
 }
+
+# Worker and scheduler subprocesses that must share one database across processes run with
+# PYGIGO_DEFAULT_DATABASE=postgres: this run's schema becomes their default database too.
+if os.environ.get("PYGIGO_DEFAULT_DATABASE") == "postgres":
+    DATABASES["default"] = DATABASES["postgres"]

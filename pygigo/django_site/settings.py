@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "pygigo.adapters.db",  # the db:// broker's table and admin
     "pygigo.django_site.apps.PygigoConfig",
+    "pygigo.django_site.scheduling.apps.SchedulingConfig",
 ]
 
 MIDDLEWARE = [
@@ -66,6 +67,21 @@ DATABASES = {
         },
     }
 }
+
+# PostgreSQL, from the environment (SQLite stays the default): PYGIGO_POSTGRES_NAME adds a
+# "postgres" alias; PYGIGO_DEFAULT_DATABASE=postgres also makes it the default (multi-process
+# tests and production-like set-ups).
+if os.environ.get("PYGIGO_POSTGRES_NAME"):
+    DATABASES["postgres"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ["PYGIGO_POSTGRES_NAME"],
+        "HOST": os.environ.get("PYGIGO_POSTGRES_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("PYGIGO_POSTGRES_PORT", "5432"),
+        "USER": os.environ.get("PYGIGO_POSTGRES_USER", "postgres"),
+        "PASSWORD": os.environ.get("PYGIGO_POSTGRES_PASSWORD", ""),
+    }
+    if os.environ.get("PYGIGO_DEFAULT_DATABASE") == "postgres":
+        DATABASES["default"] = DATABASES["postgres"]
 
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -41,12 +41,21 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
 
-__all__ = ["CronError", "CronSchedule", "CronTrigger", "Misfire", "describe", "parse_cron", "slots_to_fire"]
+__all__ = [
+    "CronError",
+    "CronSchedule",
+    "CronTrigger",
+    "Misfire",
+    "SlotSource",
+    "describe",
+    "parse_cron",
+    "slots_to_fire",
+]
 
 _MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _MONTHS = {n: i for i, n in enumerate(_MONTH_NAMES, 1)}
@@ -335,6 +344,15 @@ class CronTrigger(BaseTrigger):
         return f"<CronTrigger {self.schedule.expression!r} timezone={str(self.schedule.timezone)!r}>"
 
 
+class SlotSource(Protocol):
+    """What ``slots_to_fire`` and ``describe`` need: a CronSchedule, or any other schedule
+    (e.g. the scheduler's fixed-interval one) with the same two pure methods."""
+
+    def next_after(self, dt: datetime) -> datetime | None: ...
+
+    def slots_between(self, start: datetime, end: datetime) -> Iterator[datetime]: ...
+
+
 class Misfire(enum.StrEnum):
     """What to do with slots missed while no scheduler ran (stored per schedule)."""
 
@@ -343,7 +361,7 @@ class Misfire(enum.StrEnum):
     CATCH_UP = "catch_up"  # fire every missed slot (the most recent ``catch_up_cap``), in order
 
 
-def _latest_slots(schedule: CronSchedule, after: datetime, upto: datetime, n: int) -> list[datetime]:
+def _latest_slots(schedule: SlotSource, after: datetime, upto: datetime, n: int) -> list[datetime]:
     """The last ``n`` slots in (after, upto], in order, without walking years of history:
     the look-back window doubles until it holds ``n`` slots or reaches ``after``."""
     if n <= 0 or upto <= after:
@@ -358,7 +376,7 @@ def _latest_slots(schedule: CronSchedule, after: datetime, upto: datetime, n: in
 
 
 def slots_to_fire(
-    schedule: CronSchedule,
+    schedule: SlotSource,
     last_fired: datetime | None,
     now: datetime,
     policy: Misfire,
@@ -385,7 +403,7 @@ def slots_to_fire(
     raise ValueError(f"unknown misfire policy {policy!r}")
 
 
-def describe(schedule: CronSchedule, now: datetime, count: int = 3) -> list[datetime]:
+def describe(schedule: SlotSource, now: datetime, count: int = 3) -> list[datetime]:
     """The next ``count`` slots strictly after ``now`` (fewer if the schedule ends)."""
     out: list[datetime] = []
     slot: datetime | None = now

@@ -9,6 +9,8 @@ Settings:
                       Dramatiq's defaults (the Django site adds invocation tracking this way,
                       so the platform never imports the site)
   PYGIGO_SIGNING_KEYS envelope HMAC keys, newest first (default: derived from SECRET_KEY)
+  PYGIGO_FUNCTIONS    modules defining functions, for processes without a command line
+  PYGIGO_SCHEDULE_STORE, PYGIGO_SCHEDULER, PYGIGO_MAINTENANCE   the scheduler (see below)
 """
 
 from __future__ import annotations
@@ -63,3 +65,40 @@ def signing_keys() -> list[str]:
             "No envelope signing key: set PYGIGO_SIGNING_KEYS (a list, newest first) or SECRET_KEY."
         )
     return [hmac.new(str(secret).encode(), b"pygigo.envelope.v1", hashlib.sha256).hexdigest()]
+
+
+DEFAULT_SCHEDULE_STORE = "pygigo.django_site.scheduling.store.DjangoScheduleStore"
+
+
+def schedule_store_path() -> str:
+    """``PYGIGO_SCHEDULE_STORE``: dotted path of the scheduler's store class (a dotted path,
+    so the platform never imports the Django site; the default is the site's database store)."""
+    return str(setting("PYGIGO_SCHEDULE_STORE") or DEFAULT_SCHEDULE_STORE)
+
+
+def _mapping(name: str) -> dict[str, Any]:
+    value = setting(name) or {}
+    if isinstance(value, str):  # from the environment: JSON
+        import json
+
+        value = json.loads(value)
+    return dict(value)
+
+
+def maintenance_overrides() -> dict[str, Any]:
+    """``PYGIGO_MAINTENANCE``: per-job overrides of the built-in maintenance jobs."""
+    return _mapping("PYGIGO_MAINTENANCE")
+
+
+def scheduler_options() -> dict[str, Any]:
+    """``PYGIGO_SCHEDULER``: keyword arguments of the Scheduler (lease_s, poll_s, grace_s, ...)."""
+    return _mapping("PYGIGO_SCHEDULER")
+
+
+def functions_modules() -> list[str]:
+    """``PYGIGO_FUNCTIONS``: modules that define functions, imported where a process needs the
+    registry without naming modules on a command line (e.g. the admin validating a schedule)."""
+    value = setting("PYGIGO_FUNCTIONS") or []
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(module).strip() for module in value if str(module).strip()]

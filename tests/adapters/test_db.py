@@ -251,3 +251,31 @@ def test_worker_on_an_unmigrated_database_names_the_migration(tmp_path: Path) ->
     )
     assert result.returncode == 2
     assert "manage.py migrate pygigo_db --database default" in result.stderr
+
+
+def test_maintenance_requeues_expired_leases_and_prunes_old_dead_letters() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from pygigo.adapters.db import maintenance
+    from pygigo.adapters.db.models import Message, State
+
+    migrate_database("default")
+    past = timezone.now() - timedelta(days=8)
+    common = {"queue_name": "maint", "actor_name": "a", "body": "{}"}
+    expired = Message.objects.create(**common, message_id="m1", state=State.CLAIMED, lease_expires_at=past)
+    live = Message.objects.create(
+        **common, message_id="m2", state=State.CLAIMED, lease_expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    old_dead = Message.objects.create(**common, message_id="m3", state=State.DEAD, dead_at=past)
+    new_dead = Message.objects.create(**common, message_id="m4", state=State.DEAD, dead_at=timezone.now())
+    try:
+        assert maintenance.requeue_expired() == 1
+        assert Message.objects.get(pk=expired.pk).state == State.READY
+        assert Message.objects.get(pk=live.pk).state == State.CLAIMED
+        assert maintenance.prune_dead_letters() == 1
+        assert not Message.objects.filter(pk=old_dead.pk).exists()
+        assert Message.objects.filter(pk=new_dead.pk).exists()
+    finally:
+        Message.objects.filter(queue_name="maint").delete()

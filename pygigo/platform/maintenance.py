@@ -1,0 +1,172 @@
+"""Built-in maintenance jobs, run by the leading scheduler itself (not enqueued: they are
+housekeeping of the platform's own storage, and a worker need not load any module for them).
+
+On by default; each can be switched off or re-timed in settings::
+
+    PYGIGO_MAINTENANCE = {
+        "prune_invocations": False,                                  # off
+        "prune_schedule_runs": {
+        "enabled": True,
+        "schedule": "43 * * * *",
+        "hook": "pygigo.django_site.scheduling.store.prune_runs",
+        "options": {"older_than_s": 7 * 24 * 3600},
+    },
+    "report_dead_letters": {"schedule": "0 * * * *"},            # hourly
+        "prune_dead_messages": {"options": {"older_than_s": 600}},  # passed to the hook
+    }
+
+Each job calls a *hook* by dotted path with its ``options`` as keyword arguments. Hooks that
+belong to other parts of Pygigo (the invocation store, the database broker) are looked up
+when the scheduler starts; when the target is not installed the job is left out with a debug
+log, so the scheduler works whichever of those parts a project uses. Unknown job names or keys
+are refused, never ignored. Like every schedule, a job fires once per slot across replicas.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.utils.module_loading import import_string
+
+from ..adapters.base import ConfigurationError, PygigoBroker, PygigoError
+from . import runtime
+from .cron import Misfire
+from .registry import registry
+from .schedules import ScheduleSpec, parse_timing
+
+logger = logging.getLogger("pygigo.scheduler.maintenance")
+
+PREFIX = "pygigo.maintenance."
+
+#: job -> enabled, schedule (cron or @every), hook (dotted path), options (hook kwargs).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "prune_invocations": {
+        "enabled": True,
+        "schedule": "17 * * * *",
+        "hook": "pygigo.django_site.store.prune",
+        "options": {"ttl_s": 7 * 24 * 3600},
+    },
+    # db:// deletes a row when it is acknowledged; what is left to prune is old dead letters.
+    "prune_dead_messages": {
+        "enabled": True,
+        "schedule": "*/10 * * * *",
+        "hook": "pygigo.adapters.db.maintenance.prune_dead_letters",
+        "options": {"older_than_s": 7 * 24 * 3600},
+    },
+    "requeue_expired_leases": {
+        "enabled": True,
+        "schedule": "@every 30s",
+        "hook": "pygigo.adapters.db.maintenance.requeue_expired",
+        "options": {},
+    },
+    "prune_schedule_runs": {
+        "enabled": True,
+        "schedule": "43 * * * *",
+        "hook": "pygigo.django_site.scheduling.store.prune_runs",
+        "options": {"older_than_s": 7 * 24 * 3600},
+    },
+    "report_dead_letters": {
+        "enabled": True,
+        "schedule": "*/5 * * * *",
+        "hook": "pygigo.platform.maintenance.report_dead_letters",
+        "options": {},
+    },
+}
+_KEYS = {"enabled", "schedule", "hook", "options"}
+
+
+def job_config(overrides: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The defaults with ``PYGIGO_MAINTENANCE`` applied (``False`` = off, ``True`` = on, a dict
+    = the keys to change). Raises ConfigurationError for an unknown job, key or a bad value."""
+    config = copy.deepcopy(DEFAULTS)
+    for job, value in (overrides or {}).items():
+        if job not in config:
+            raise ConfigurationError(
+                f"PYGIGO_MAINTENANCE: unknown job {job!r}. Known jobs: {', '.join(sorted(config))}."
+            )
+        if isinstance(value, bool):
+            config[job]["enabled"] = value
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(f"PYGIGO_MAINTENANCE[{job!r}]: expected True, False or a dict.")
+        unknown = set(value) - _KEYS
+        if unknown:
+            raise ConfigurationError(
+                f"PYGIGO_MAINTENANCE[{job!r}]: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(_KEYS))}."
+            )
+        config[job].update(value)
+    return config
+
+
+def _resolve(job: str, path: str) -> Callable[..., Any] | None:
+    try:
+        hook = import_string(path)
+    except ImportError as exc:
+        # Expected while the part that provides it is not installed: not an error.
+        logger.debug("maintenance job %s skipped: %s is not installed (%s)", job, path, exc)
+        return None
+    if not callable(hook):
+        raise ConfigurationError(f"PYGIGO_MAINTENANCE[{job!r}]: hook {path!r} is not callable.")
+    return hook
+
+
+def maintenance_schedules(overrides: Mapping[str, Any] | None = None) -> list[ScheduleSpec]:
+    """The enabled maintenance jobs whose hook is installed, as local schedules named
+    ``pygigo.maintenance.<job>`` (misfire: run once after downtime)."""
+    specs = []
+    for job, config in job_config(overrides).items():
+        if not config["enabled"]:
+            continue
+        try:
+            timing = parse_timing(str(config["schedule"]))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"PYGIGO_MAINTENANCE[{job!r}]: schedule: {exc}") from None
+        hook = _resolve(job, str(config["hook"]))
+        if hook is None:
+            continue
+        specs.append(
+            ScheduleSpec(
+                name=PREFIX + job,
+                function=str(config["hook"]),
+                timing=timing,
+                kwargs=dict(config["options"]),
+                misfire=Misfire.ONCE,
+                source="maintenance",
+                local=_runner(job, hook, dict(config["options"])),
+            )
+        )
+    return specs
+
+
+def _runner(job: str, hook: Callable[..., Any], options: dict[str, Any]) -> Callable[[], object]:
+    def run() -> object:
+        result = hook(**options)
+        logger.info("maintenance job %s done: %s", job, result)
+        return result
+
+    return run
+
+
+def report_dead_letters(broker: PygigoBroker | None = None) -> dict[str, int]:
+    """Log the number of dead-lettered messages per queue of the loaded functions (a warning
+    when any queue has some); returns {queue: count} for the queues that could be read."""
+    broker = broker or runtime.get_broker()
+    counts: dict[str, int] = {}
+    for queue in sorted(registry.queues()):
+        try:
+            counts[queue] = broker.queue_stats(queue).dead
+        except NotImplementedError:
+            logger.debug("dead letters: the %s:// broker cannot count them", broker.scheme)
+            return counts
+        except PygigoError as exc:
+            logger.warning("dead letters: cannot read queue %s: %s", queue, exc)
+    dead = {queue: n for queue, n in counts.items() if n}
+    if dead:
+        logger.warning("dead letters: %s", ", ".join(f"{queue}={n}" for queue, n in sorted(dead.items())))
+    else:
+        logger.info("dead letters: none in %d queue(s)", len(counts))
+    return counts

@@ -1,0 +1,146 @@
+"""Built-in maintenance jobs: configuration, optional hooks, the dead-letter report."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from pygigo.adapters.base import ConfigurationError, QueueStats
+from pygigo.adapters.memory import MemoryBroker
+from pygigo.platform import maintenance
+from pygigo.platform.schedule_store import ENQUEUED, MemoryScheduleStore
+from pygigo.platform.scheduler import Scheduler
+from pygigo.platform.schedules import ScheduleRegistry
+
+from .functions import QUEUE
+
+CALLS: list[dict[str, Any]] = []
+
+
+def fake_prune(**options: Any) -> int:
+    """Stands in for a hook another part of Pygigo will provide."""
+    CALLS.append(options)
+    return 7
+
+
+def test_defaults_are_all_on_and_each_can_be_switched_off_or_changed() -> None:
+    config = maintenance.job_config(None)
+    assert set(config) == {
+        "prune_invocations",
+        "prune_dead_messages",
+        "requeue_expired_leases",
+        "prune_schedule_runs",
+        "report_dead_letters",
+    }
+    assert all(job["enabled"] for job in config.values())
+    changed = maintenance.job_config(
+        {"prune_invocations": False, "report_dead_letters": {"schedule": "0 * * * *"}}
+    )
+    assert not changed["prune_invocations"]["enabled"]
+    assert changed["report_dead_letters"]["schedule"] == "0 * * * *"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"vacuum": True}, "unknown job 'vacuum'"),
+        ({"prune_invocations": {"ttl": 5}}, "unknown key\\(s\\) ttl"),
+        ({"prune_invocations": "yes"}, "expected True, False or a dict"),
+        ({"report_dead_letters": {"schedule": "0 0 * * 9"}}, "day-of-week field '9'"),
+    ],
+)
+def test_bad_configuration_is_refused(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        maintenance.maintenance_schedules(overrides)
+
+
+def test_jobs_whose_hook_is_not_installed_are_skipped_with_a_debug_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pygigo.scheduler.maintenance")
+    specs = maintenance.maintenance_schedules(
+        {
+            "prune_invocations": {"hook": "pygigo_not_installed.maintenance.prune"},
+            "requeue_expired_leases": False,
+        }
+    )
+    names = {spec.name for spec in specs}
+    assert "pygigo.maintenance.prune_invocations" not in names
+    assert "pygigo.maintenance.report_dead_letters" in names  # built in, always there
+    assert "pygigo.maintenance.requeue_expired_leases" not in names  # switched off
+    assert any(
+        "prune_invocations skipped" in r.message and r.levelno == logging.DEBUG for r in caplog.records
+    )
+
+
+def test_a_maintenance_job_runs_in_the_leader_once_per_slot(broker: MemoryBroker) -> None:
+    CALLS.clear()
+    specs = maintenance.maintenance_schedules(
+        {
+            "prune_invocations": {"hook": f"{__name__}.fake_prune", "options": {"ttl_s": 60}},
+            "prune_dead_messages": False,
+            "requeue_expired_leases": False,
+            "prune_schedule_runs": False,
+            "report_dead_letters": False,
+        }
+    )
+    assert [spec.name for spec in specs] == ["pygigo.maintenance.prune_invocations"]
+    store = MemoryScheduleStore()
+    scheduler = Scheduler(store, code_schedules=ScheduleRegistry(), builtin=specs)
+    scheduler.refresh(force=True)
+    slot = datetime(2026, 1, 1, 10, 17, tzinfo=UTC)  # "17 * * * *"
+    assert scheduler.fire("pygigo.maintenance.prune_invocations", now=slot + timedelta(seconds=1)) == [slot]
+    assert scheduler.fire("pygigo.maintenance.prune_invocations", now=slot + timedelta(seconds=2)) == []
+    assert CALLS == [{"ttl_s": 60}]
+    assert store.runs[("pygigo.maintenance.prune_invocations", slot)].status == ENQUEUED
+    assert broker.queues == {} or all(q.qsize() == 0 for q in broker.queues.values())  # nothing enqueued
+
+
+class CountingBroker:
+    scheme = "fake"
+
+    def __init__(self, dead: dict[str, int]) -> None:
+        self.dead = dead
+
+    def queue_stats(self, queue_name: str) -> QueueStats:
+        return QueueStats(ready=0, delayed=0, dead=self.dead.get(queue_name, 0))
+
+
+def test_dead_letter_report_counts_per_queue_and_warns(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pygigo.scheduler.maintenance")
+    counts = maintenance.report_dead_letters(CountingBroker({QUEUE: 3}))  # type: ignore[arg-type]
+    assert counts[QUEUE] == 3 and counts.get("default", 0) == 0
+    warning = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warning) == 1 and f"{QUEUE}=3" in warning[0].message
+
+
+def test_dead_letter_report_on_a_real_broker(broker: MemoryBroker, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pygigo.scheduler.maintenance")
+    counts = maintenance.report_dead_letters()
+    assert counts.get(QUEUE) == 0
+    assert any("dead letters: none in" in r.message for r in caplog.records)
+
+
+@pytest.mark.usefixtures("db")
+def test_prune_schedule_runs_keeps_recent_runs_and_each_schedule_latest() -> None:
+    from pygigo.django_site.scheduling.models import ScheduleRun
+    from pygigo.django_site.scheduling.store import DjangoScheduleStore, prune_runs
+
+    store = DjangoScheduleStore()
+    now = datetime.now(UTC).replace(microsecond=0)
+    old = [now - timedelta(days=d) for d in (30, 20, 10)]
+    for slot in [*old, now]:
+        store.claim_run("busy", slot, "me")
+        store.finish_run("busy", slot, message_id="m", error=None, max_attempts=3)
+    store.claim_run("rare", old[0], "me")  # its only (latest) run: kept however old
+    store.finish_run("rare", old[0], message_id="m", error=None, max_attempts=3)
+    store.claim_run("failing", old[1], "me")  # failed: still to be retried, kept
+    store.finish_run("failing", old[1], message_id=None, error="down", max_attempts=3)
+    store.claim_run("failing", now, "me")
+    assert prune_runs(older_than_s=7 * 24 * 3600) == 3
+    left = set(ScheduleRun.objects.values_list("schedule", "slot"))
+    assert left == {("busy", now), ("rare", old[0]), ("failing", old[1]), ("failing", now)}
+    assert store.last_fired("busy") == now and store.last_fired("rare") == old[0]

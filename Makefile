@@ -25,8 +25,7 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 dev: $(STAMP)
-	@echo "make dev: coming with the database broker (db://). Meanwhile, run a worker on any broker:"
-	@echo "  PYGIGO_BROKER_URL=redis://127.0.0.1:6379/0 $(BIN)/pygigo worker examples.functions"
+	$(BIN)/pygigo dev
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

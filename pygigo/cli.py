@@ -41,13 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
 def run_dev(args: argparse.Namespace) -> int:
     # The development stack needs no broker process: the database is the broker.
     os.environ.setdefault("PYGIGO_BROKER_URL", "db://")
+    # The web process imports them too (PYGIGO_FUNCTIONS), to serve /fn/<name>.
+    os.environ.setdefault("PYGIGO_FUNCTIONS", ",".join(args.modules))
     import django
 
     django.setup()
     from .django_site import devstack
 
     return devstack.run(
-        host=args.host, port=args.port, modules=args.modules, with_scheduler=not args.no_scheduler
+        host=args.host,
+        port=args.port,
+        modules=args.modules,
+        with_scheduler=not args.no_scheduler,
+        example_curl=(
+            f"curl -s -X POST http://{args.host}:{args.port}/fn/add -H 'Prefer: wait=5' "
+            "-H 'Content-Type: application/json' -d '[1, 2]'"
+        ),
     )
 
 

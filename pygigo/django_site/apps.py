@@ -12,6 +12,8 @@ class PygigoConfig(AppConfig):
     def ready(self) -> None:
         # The platform knows neither Django requests nor the invocation table: plug them in.
         from pygigo.platform import invocations
+        from pygigo.platform import settings as pygigo_settings
+        from pygigo.platform.worker import import_modules
 
         from . import checks, runner, store  # checks registers the system checks on import
 
@@ -19,3 +21,5 @@ class PygigoConfig(AppConfig):
 
         invocations.set_http_runner(runner.run_http)
         invocations.set_invoker(store.invoke)
+        # The web process must know the functions it exposes at /fn/<name>.
+        import_modules(pygigo_settings.functions_modules())

@@ -63,8 +63,10 @@ def stop(stack: Sequence[Service]) -> None:
     running = [s for s in stack if s.process and s.process.poll() is None]
     for service in running:
         assert service.process
+        # The leader only: it stops its own children (Dramatiq's main process forwards the
+        # signal; a second one from us would make its workers skip their graceful stop).
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(service.process.pid, signal.SIGTERM)
+            service.process.terminate()
     deadline = time.monotonic() + STOP_GRACE_S
     for service in running:
         assert service.process

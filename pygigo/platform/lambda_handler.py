@@ -33,10 +33,7 @@ def boot() -> PygigoBroker:
         if _booted is None:
             os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pygigo.django_site.settings")
             worker.setup_django()
-            modules = [
-                m.strip() for m in str(settings.setting("PYGIGO_FUNCTIONS") or "").split(",") if m.strip()
-            ]
-            worker.import_modules(modules)
+            worker.import_modules(settings.functions_modules())
             if not len(registry):
                 raise ConfigurationError(
                     "No @pygigo.function is registered. Set PYGIGO_FUNCTIONS to the module(s) that define "

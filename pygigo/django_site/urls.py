@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
-from django.urls import path
+from django.urls import path, re_path
 
 from .api import openapi, views
 
@@ -19,6 +19,9 @@ urlpatterns = [
     path("fn/<str:name>", views.invoke, name="pygigo-invoke"),
     path("invocations/<str:invocation_id>", views.invocation, name="pygigo-invocation"),
     path("invocations/<str:invocation_id>/result", views.invocation_result, name="pygigo-result"),
+    # Anything else under the API's prefixes: JSON 404 even with DEBUG on (handler404 only
+    # applies with DEBUG off), so API clients never get an HTML page.
+    re_path(r"^(?:fn|invocations)(?:/.*)?$", views.not_found),
 ]
 
 # JSON, not Django's HTML pages, for unknown URLs and last-resort errors.

@@ -267,3 +267,12 @@ def test_large_body_travels_by_claim_check(
     assert row is not None and row.status == Status.SUCCEEDED
     assert row.envelope["claim_check"].startswith("sha256:") and row.envelope["body"] == ""
     assert any(tmp_path.rglob("*"))
+
+
+@override_settings(DEBUG=True)
+def test_unknown_api_urls_are_json_even_with_debug() -> None:
+    for url in ("/fn/a/b", "/invocations/x/y/z", "/invocations/"):
+        response = Client().get(url)
+        assert response.status_code == 404, url
+        assert response["Content-Type"].startswith("application/json"), url
+        assert response.json()["code"] == "not_found"

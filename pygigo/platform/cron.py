@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
-from typing import Any, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
@@ -49,9 +49,9 @@ from apscheduler.triggers.base import BaseTrigger
 __all__ = [
     "CronError",
     "CronSchedule",
-    "CronTrigger",
     "Misfire",
     "SlotSource",
+    "SlotTrigger",
     "describe",
     "parse_cron",
     "slots_to_fire",
@@ -175,9 +175,9 @@ class CronSchedule:
         return len(self.hours) == 24
 
     @property
-    def trigger(self) -> CronTrigger:
+    def trigger(self) -> SlotTrigger:
         """An APScheduler 3.11 trigger firing exactly at this schedule's slots."""
-        return CronTrigger(self)
+        return SlotTrigger(self)
 
     def matches_day(self, day: date) -> bool:
         """Whether the calendar day (in the schedule's zone) has slots."""
@@ -310,17 +310,28 @@ def parse_cron(expr: str, timezone: str | tzinfo = "UTC") -> CronSchedule:
     )
 
 
-class CronTrigger(BaseTrigger):
-    """APScheduler 3.11 trigger over a CronSchedule. Picklable (stores expression + zone).
+class SlotSource(Protocol):
+    """What ``slots_to_fire`` and ``describe`` need: a CronSchedule, or any other schedule
+    (e.g. the scheduler's fixed-interval one) with the same two pure methods."""
+
+    def next_after(self, dt: datetime) -> datetime | None: ...
+
+    def slots_between(self, start: datetime, end: datetime) -> Iterator[datetime]: ...
+
+
+class SlotTrigger(BaseTrigger):
+    """APScheduler 3.11 trigger over any SlotSource (a CronSchedule, an interval schedule):
+    APScheduler is only the alarm clock; the slots come from the schedule's own arithmetic.
 
     ``get_next_fire_time(previous, now)``: the slot after ``previous`` when given, else the
     first slot at or after ``now`` (APScheduler's contract; its scheduler applies its own
-    misfire grace, Pygigo's runner uses ``slots_to_fire``).
+    misfire grace, Pygigo's runner uses ``slots_to_fire``). Job stores that pickle triggers
+    are not supported: Pygigo keeps jobs in memory and schedules in its own store.
     """
 
     __slots__ = ("jitter", "schedule")
 
-    def __init__(self, schedule: CronSchedule) -> None:
+    def __init__(self, schedule: SlotSource) -> None:
         self.schedule = schedule
         self.jitter = None
 
@@ -329,28 +340,8 @@ class CronTrigger(BaseTrigger):
             return self.schedule.next_after(previous_fire_time)
         return self.schedule.next_after(now - timedelta(microseconds=1))
 
-    def __getstate__(self) -> dict[str, Any]:
-        # ZoneInfo pickles by key; fixed-offset zones pickle as themselves.
-        return {"version": 1, "expression": self.schedule.expression, "timezone": self.schedule.timezone}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.schedule = parse_cron(state["expression"], state["timezone"])
-        self.jitter = None
-
     def __str__(self) -> str:
-        return f"cron[{self.schedule.expression!r}, {self.schedule.timezone}]"
-
-    def __repr__(self) -> str:
-        return f"<CronTrigger {self.schedule.expression!r} timezone={str(self.schedule.timezone)!r}>"
-
-
-class SlotSource(Protocol):
-    """What ``slots_to_fire`` and ``describe`` need: a CronSchedule, or any other schedule
-    (e.g. the scheduler's fixed-interval one) with the same two pure methods."""
-
-    def next_after(self, dt: datetime) -> datetime | None: ...
-
-    def slots_between(self, start: datetime, end: datetime) -> Iterator[datetime]: ...
+        return f"slots[{self.schedule!r}]"
 
 
 class Misfire(enum.StrEnum):

@@ -3,7 +3,7 @@
 Every replica runs the same loop; the store decides who acts:
 
 * **Timer**: an APScheduler ``BackgroundScheduler`` (UTC) holds one job per enabled schedule,
-  with the schedule's own trigger (:class:`.cron.CronTrigger` or the epoch-aligned interval
+  with the schedule's own trigger (:class:`.cron.SlotTrigger` or the epoch-aligned interval
   trigger), so a slot is acted on the moment it comes. APScheduler is only the alarm clock: a
   firing asks :func:`.cron.slots_to_fire` which slots are due since the schedule's last run
   record, so the timer, the misfire policy and a new leader's catch-up share one rule.

@@ -27,10 +27,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
-from apscheduler.triggers.base import BaseTrigger
-
 from ..adapters.base import ConfigurationError
-from .cron import CronError, CronSchedule, Misfire, SlotSource, parse_cron
+from .cron import CronError, CronSchedule, Misfire, SlotSource, SlotTrigger, parse_cron
 from .functions import Function, function
 
 __all__ = [
@@ -90,27 +88,8 @@ class IntervalSchedule:
             yield self._slot(index)
 
     @property
-    def trigger(self) -> IntervalTrigger:
-        return IntervalTrigger(self)
-
-
-class IntervalTrigger(BaseTrigger):
-    """APScheduler 3.11 trigger over an IntervalSchedule (epoch-aligned, unlike APScheduler's
-    own IntervalTrigger, which counts from the moment the job was added)."""
-
-    __slots__ = ("jitter", "schedule")
-
-    def __init__(self, schedule: IntervalSchedule) -> None:
-        self.schedule = schedule
-        self.jitter = None
-
-    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        if previous_fire_time is not None:
-            return self.schedule.next_after(previous_fire_time)
-        return self.schedule.next_after(now - timedelta(microseconds=1))
-
-    def __str__(self) -> str:
-        return f"interval[{self.schedule.expression!r}]"
+    def trigger(self) -> SlotTrigger:
+        return SlotTrigger(self)
 
 
 Timing = CronSchedule | IntervalSchedule

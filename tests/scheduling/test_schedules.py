@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 import pygigo
-from pygigo.platform.cron import CronError, CronTrigger, Misfire, slots_to_fire
+from pygigo.platform.cron import CronError, Misfire, SlotTrigger, slots_to_fire
 from pygigo.platform.registry import registry
 from pygigo.platform.schedules import (
     IntervalSchedule,
@@ -44,7 +44,7 @@ def test_cron_stacked_on_a_function_registers_its_schedule(clean_names: list[str
     assert spec is not None
     assert spec.function == f"stacked_{RUN}" and spec.misfire is Misfire.ONCE
     assert dict(spec.kwargs) == {"day": "mon"} and str(spec.timing.timezone) == "Europe/Paris"
-    assert isinstance(spec.timing.trigger, CronTrigger)
+    assert isinstance(spec.timing.trigger, SlotTrigger)
     assert stacked.queue == "reports"  # the function keeps its own options
 
 

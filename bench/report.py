@@ -116,7 +116,8 @@ def db_table(all_results: Sequence[Result], messages: int) -> str:
         (r for r in all_results if r.broker == "redis" and r.key == "raw_dramatiq" and r.status == "ok"), None
     )
     base_drain = base.drain_rate if base else None
-    body, notes = [], []
+    body: list[tuple[str, ...]] = []
+    notes: list[str] = []
     for r in (r for r in all_results if r.broker in DB_NAMES):
         name = f"Pygigo db:// {DB_NAMES[r.broker]}"
         label = name if r.key == "pygigo" else f"{name}, {r.label.removeprefix('Pygigo ')}"
@@ -164,7 +165,8 @@ SQS_LABELS = {"boto3_send": "raw boto3 send_message", "pygigo": "Pygigo send (Se
 
 def sqs_table(results: Sequence[Result], messages: int) -> str:
     base = next((r for r in results if r.key == "boto3_send" and r.status == "ok"), None)
-    body, notes = [], []
+    body: list[tuple[str, ...]] = []
+    notes: list[str] = []
     for r in results:
         label = SQS_LABELS.get(r.key, r.label)
         if r.status != "ok":
@@ -196,13 +198,14 @@ def http_tables(results: Sequence[HttpResult], args: Any) -> str:
     tp = [r for r in results if r.kind == "throughput"]
     if tp:
         bare = next((r for r in tp if r.key == "bare" and r.status == "ok"), None)
-        body, notes = [], []
+        body: list[tuple[str, ...]] = []
+        notes: list[str] = []
         for r in tp:
             if r.status != "ok":
                 body.append((r.label, r.status, "-", "-", "-"))
                 notes.append(f"- {r.label}: {r.status}: {r.note}")
                 continue
-            ratio = _ratio(r.rps, bare and bare.rps)
+            ratio = _ratio(r.rps, bare.rps if bare else None)
             verdict = ""
             if r.key == "fn":
                 ok = ratio is not None and ratio >= HTTP_FN_VS_BARE
@@ -217,7 +220,8 @@ def http_tables(results: Sequence[HttpResult], args: Any) -> str:
         out.append(render(title, ("Endpoint", "Requests/s", "Errors", "vs bare", "Target"), body, notes))
     lat = [r for r in results if r.kind == "latency"]
     if lat:
-        body, notes = [], []
+        body: list[tuple[str, ...]] = []
+        notes: list[str] = []
         for r in lat:
             if r.status != "ok":
                 body.append((r.label, r.status, "-", "-", "-", "-", "-"))

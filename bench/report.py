@@ -220,8 +220,7 @@ def http_tables(results: Sequence[HttpResult], args: Any) -> str:
         out.append(render(title, ("Endpoint", "Requests/s", "Errors", "vs bare", "Target"), body, notes))
     lat = [r for r in results if r.kind == "latency"]
     if lat:
-        body: list[tuple[str, ...]] = []
-        notes: list[str] = []
+        body, notes = [], []
         for r in lat:
             if r.status != "ok":
                 body.append((r.label, r.status, "-", "-", "-", "-", "-"))

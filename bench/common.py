@@ -34,12 +34,14 @@ POLL_S = 0.005
 class BenchConfig:
     """One (broker, system) measurement, passed to children and workers through ``BENCH_*`` env vars."""
 
-    broker: str  # "redis" | "rabbitmq"
+    broker: str  # "redis" | "rabbitmq" | "sqlite" | "postgres" | "sqs" | "http"
     broker_url: str
     redis_url: str  # where the completion counter lives (always Redis)
     queue: str  # unique per run and system; every key/queue we create contains it
     messages: int
     pygigo_src: str = ""
+    #: Extra environment for the child and its workers (Django settings, database, AWS test keys).
+    extra_env: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def counter_key(self) -> str:
@@ -57,6 +59,7 @@ class BenchConfig:
             PYGIGO_BROKER_URL=self.broker_url,
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         return env
 
     @classmethod

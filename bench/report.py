@@ -1,16 +1,24 @@
-"""Ratios, Pygigo targets and the per-broker table."""
+"""Ratios, Pygigo targets and the tables: per broker, db://, sqs:// (moto), HTTP."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from bench.common import Result
+
+if TYPE_CHECKING:
+    from bench.http_bench import HttpResult
 
 # Targets from DESIGN.md ("Numbers to reach").
 ENQ_VS_DRAMATIQ = 0.9
 DRAIN_VS_DRAMATIQ = 0.9
 DRAIN_VS_CELERY = 2.5
 ENQ_VS_PIKA_CONFIRMS = 0.9
+PG_DRAIN_VS_DRAMATIQ_REDIS = 0.5
+SQLITE_DRAIN_MIN = 300.0
+HTTP_FN_VS_BARE = 0.7
+WAIT_P50_REDIS_MS = 15.0
 
 HEADERS = (
     "System",
@@ -76,14 +84,169 @@ def rows(results: Sequence[Result]) -> list[tuple[str, ...]]:
     return out
 
 
-def table(broker: str, results: Sequence[Result], messages: int) -> str:
-    """A Markdown table (readable as plain text too)."""
-    body = rows(results)
-    widths = [max(len(str(c)) for c in col) for col in zip(HEADERS, *body, strict=False)]
+def render(
+    title: str, headers: Sequence[str], body: Sequence[Sequence[str]], notes: Sequence[str] = ()
+) -> str:
+    """A Markdown table (readable as plain text too), with notes below it."""
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *body, strict=False)]
 
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    title = f"### {broker} ({messages:,} no-op messages)"
-    return "\n".join([title, "", line(HEADERS), sep, *(line(r) for r in body)])
+    return "\n".join(
+        [title, "", line(headers), sep, *(line(r) for r in body), *(["", *notes] if notes else [])]
+    )
+
+
+def table(broker: str, results: Sequence[Result], messages: int) -> str:
+    return render(f"### {broker} ({messages:,} no-op messages)", HEADERS, rows(results))
+
+
+def _verdict(value: float | None, ok: bool, what: str) -> str:
+    return "-" if value is None else ("PASS" if ok else f"MISS: {what}")
+
+
+DB_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+
+def db_table(all_results: Sequence[Result], messages: int) -> str:
+    """Both db:// rows; PostgreSQL's target is relative to raw Dramatiq on Redis in this run."""
+    base = next(
+        (r for r in all_results if r.broker == "redis" and r.key == "raw_dramatiq" and r.status == "ok"), None
+    )
+    base_drain = base.drain_rate if base else None
+    body: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    for r in (r for r in all_results if r.broker in DB_NAMES):
+        name = f"Pygigo db:// {DB_NAMES[r.broker]}"
+        label = name if r.key == "pygigo" else f"{name}, {r.label.removeprefix('Pygigo ')}"
+        if r.status != "ok":
+            body.append((label, r.status, "-", "-", "-"))
+            notes.append(f"- {label}: {r.status}: {r.note}")
+            continue
+        verdict = ""
+        if r.key == "pygigo" and r.broker == "sqlite":
+            ok = r.drain_rate is not None and r.drain_rate >= SQLITE_DRAIN_MIN
+            verdict = _verdict(r.drain_rate, ok, f"drain < {SQLITE_DRAIN_MIN:.0f}/s")
+        elif r.key == "pygigo":
+            ratio = _ratio(r.drain_rate, base_drain)
+            ok = ratio is not None and ratio >= PG_DRAIN_VS_DRAMATIQ_REDIS
+            verdict = (
+                _verdict(ratio, ok, f"drain < {PG_DRAIN_VS_DRAMATIQ_REDIS}x") if base_drain else "no baseline"
+            )
+        body.append(
+            (
+                label,
+                _fmt(r.enqueue_rate),
+                _fmt(r.drain_rate),
+                _fmt(_ratio(r.drain_rate, base_drain), True),
+                verdict,
+            )
+        )
+        if r.note:
+            notes.append(f"- {label}: {r.note}")
+        if r.extra.get("duplicates"):
+            notes.append(f"- {label}: {r.extra['duplicates']} duplicate deliveries during the drain")
+    if base_drain is None:
+        notes.append(
+            "- no baseline: raw Dramatiq on Redis was not measured in this run (--brokers/--systems)"
+        )
+    else:
+        notes.append(f"- baseline: raw Dramatiq on Redis drained {base_drain:,.0f} msg/s in this run")
+    title = f"### db:// broker ({messages:,} no-op messages, worker 2 processes x 8 threads)"
+    headers = ("System", "Enqueue msg/s", "Drain msg/s", "Drain/Dramatiq-Redis", "Target")
+    targets = f"- targets: PostgreSQL drain >= {PG_DRAIN_VS_DRAMATIQ_REDIS}x raw Dramatiq on Redis; SQLite drain >= {SQLITE_DRAIN_MIN:.0f} msg/s"
+    return render(title, headers, body, [targets, *notes])
+
+
+SQS_LABELS = {"boto3_send": "raw boto3 send_message", "pygigo": "Pygigo send (SendMessage)"}
+
+
+def sqs_table(results: Sequence[Result], messages: int) -> str:
+    base = next((r for r in results if r.key == "boto3_send" and r.status == "ok"), None)
+    body: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    for r in results:
+        label = SQS_LABELS.get(r.key, r.label)
+        if r.status != "ok":
+            body.append((label, r.status, "-", "-"))
+            notes.append(f"- {label}: {r.status}: {r.note}")
+            continue
+        body.append(
+            (
+                label,
+                _fmt(r.enqueue_rate),
+                _fmt(r.drain_rate),
+                _fmt(_ratio(r.enqueue_rate, base and base.enqueue_rate), True),
+            )
+        )
+    title = (
+        f"### sqs:// on moto: EMULATOR (moto) FIGURES, not AWS ({messages:,} no-op messages: fewer than "
+        "the other tables, moto is slow)"
+    )
+    notes.insert(
+        0,
+        "- moto_server runs in its own process on 127.0.0.1; drain with 2 processes x 8 threads; compare rows "
+        "with each other only (AWS adds ~10-20 ms per round trip)",
+    )
+    return render(title, ("System", "Enqueue msg/s", "Drain msg/s", "Enq/boto3"), body, notes)
+
+
+def http_tables(results: Sequence[HttpResult], args: Any) -> str:
+    out = []
+    tp = [r for r in results if r.kind == "throughput"]
+    if tp:
+        bare = next((r for r in tp if r.key == "bare" and r.status == "ok"), None)
+        body: list[tuple[str, ...]] = []
+        notes: list[str] = []
+        for r in tp:
+            if r.status != "ok":
+                body.append((r.label, r.status, "-", "-", "-"))
+                notes.append(f"- {r.label}: {r.status}: {r.note}")
+                continue
+            ratio = _ratio(r.rps, bare.rps if bare else None)
+            verdict = ""
+            if r.key == "fn":
+                ok = ratio is not None and ratio >= HTTP_FN_VS_BARE
+                verdict = _verdict(ratio, ok, f"< {HTTP_FN_VS_BARE}x bare")
+            body.append((r.label, _fmt(r.rps), str(r.errors), _fmt(ratio, True), verdict))
+            if r.note:
+                notes.append(f"- {r.label}: {r.note}")
+        title = (
+            f"### HTTP throughput (gunicorn -w 2 sync, DEBUG off, SQLite; {args.http_requests:,} requests per "
+            f"endpoint from {args.http_clients} client threads, one connection per request)"
+        )
+        out.append(render(title, ("Endpoint", "Requests/s", "Errors", "vs bare", "Target"), body, notes))
+    lat = [r for r in results if r.kind == "latency"]
+    if lat:
+        body, notes = [], []
+        for r in lat:
+            if r.status != "ok":
+                body.append((r.label, r.status, "-", "-", "-", "-", "-"))
+                notes.append(f"- {r.label}: {r.status}: {r.note}")
+                continue
+            verdict = ""
+            if r.key == "redis":
+                ok = r.p50_ms is not None and r.p50_ms <= WAIT_P50_REDIS_MS
+                verdict = _verdict(r.p50_ms, ok, f"p50 > {WAIT_P50_REDIS_MS:.0f} ms")
+            body.append(
+                (
+                    r.label,
+                    str(r.requests),
+                    f"{r.p50_ms:.1f}",
+                    f"{r.p99_ms:.1f}",
+                    f"{r.mean_ms:.1f}",
+                    str(r.errors),
+                    verdict,
+                )
+            )
+            if r.note:
+                notes.append(f"- {r.label}: {r.note}")
+        title = (
+            f"### Prefer: wait=5 round trip, POST /fn/noop (sequential, up to {args.wait_requests} requests or "
+            f"{args.wait_max_s:.0f} s per broker; gunicorn -w 2 + pygigo worker -p 1 -t 4, SQLite invocation store)"
+        )
+        headers = ("Broker", "Requests", "p50 ms", "p99 ms", "mean ms", "Errors", "Target")
+        out.append(render(title, headers, body, notes))
+    return "\n\n".join(out)

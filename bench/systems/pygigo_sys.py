@@ -34,6 +34,10 @@ def measure(cfg: BenchConfig) -> list[Result]:
     if reason:
         result.status, result.note = "unavailable", reason
         return [result]
+    if cfg.broker_url.startswith("db:"):  # the database broker needs Django set up (run.py sets the env)
+        import django
+
+        django.setup()
     q = cfg.queue
     with cleanup(cfg, rabbit_queues=[q, f"{q}.DQ", f"{q}.XQ"] if cfg.broker == "rabbitmq" else []):
         from bench import pygigo_functions as fns
@@ -58,7 +62,8 @@ def measure(cfg: BenchConfig) -> list[Result]:
         stats = measure_drain(cfg, workers, cfg.messages + 1, "Pygigo")
         result.drain_rate = stats.pop("drain_rate")
         result.extra = stats
-        bulk = Result(cfg.broker, "pygigo_bulk", f"Pygigo send_many (batches of {BATCH})")
+        how = " = SendMessageBatch x10" if cfg.broker == "sqs" else ""
+        bulk = Result(cfg.broker, "pygigo_bulk", f"Pygigo send_many ({BATCH} per call{how})")
         bulk.enqueue_rate = (
             time_enqueue(_batches(fns.noop, cfg.messages), cfg.messages // BATCH, "Pygigo bulk") * BATCH
         )

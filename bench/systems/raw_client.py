@@ -1,4 +1,5 @@
-"""Raw broker clients, enqueue only: redis-py ``LPUSH``; pika ``basic_publish`` without and with confirms.
+"""Raw broker clients, enqueue only: redis-py ``LPUSH``; pika ``basic_publish`` without and with confirms;
+boto3 ``send_message`` (sqs://, against moto).
 
 The payload is a Dramatiq-shaped JSON message built (uuid, timestamp, ``json.dumps``) per send, so the
 client-side work is comparable to what the task systems do. pika messages are persistent (delivery_mode=2)
@@ -11,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
 
 from bench.common import BenchConfig, Result, cleanup, time_enqueue
 
@@ -69,5 +71,25 @@ def measure_rabbit(cfg: BenchConfig) -> list[Result]:
     return results
 
 
+def measure_sqs(cfg: BenchConfig) -> list[Result]:
+    """boto3 ``send_message`` one at a time into a queue of its own (deleted afterwards)."""
+    import boto3
+
+    endpoint = parse_qs(urlsplit(cfg.broker_url).query)["endpoint_url"][0]
+    client = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
+    url = client.create_queue(QueueName=f"bench-{cfg.queue}-raw")["QueueUrl"]
+    try:
+        with cleanup(cfg):
+            send: Callable[[], object] = lambda: client.send_message(  # noqa: E731
+                QueueUrl=url, MessageBody=payload(cfg.queue).decode()
+            )
+            rate = time_enqueue(send, cfg.messages, "boto3 send_message")
+    finally:
+        client.delete_queue(QueueUrl=url)
+    return [Result(cfg.broker, "boto3_send", "boto3 send_message", enqueue_rate=rate)]
+
+
 def measure(cfg: BenchConfig) -> list[Result]:
+    if cfg.broker == "sqs":
+        return measure_sqs(cfg)
     return measure_rabbit(cfg) if cfg.broker == "rabbitmq" else measure_redis(cfg)

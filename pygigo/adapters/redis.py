@@ -14,6 +14,9 @@ Options:
   dead_message_ttl_ms   how long dead letters are kept (default 7 days)
   maintenance_chance    out of a million commands, how many also run maintenance (requeue of
                         dead workers' messages, dead-letter expiry); default 1000
+  idle_poll_max_ms      longest an idle consumer sleeps between looks at its queue (default 10;
+                        Dramatiq's own is the worker timeout, 1 s, which a message sent to an
+                        idle worker waits for)
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class RedisBroker(PygigoBroker, dramatiq_redis.RedisBroker):
         "heartbeat_timeout_ms": Option(int, 60_000, "ms of silence before a worker counts as dead"),
         "dead_message_ttl_ms": Option(int, _WEEK_MS, "ms dead letters are kept"),
         "maintenance_chance": Option(int, 1000, "commands per million that also run maintenance"),
+        "idle_poll_max_ms": Option(int, 10, "longest idle sleep between looks at a queue (ms)"),
     }
     driver_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
@@ -57,6 +61,7 @@ class RedisBroker(PygigoBroker, dramatiq_redis.RedisBroker):
             dead_message_ttl=url.options["dead_message_ttl_ms"],
             maintenance_chance=url.options["maintenance_chance"],
         )
+        broker.idle_poll_max_ms = max(1, url.options["idle_poll_max_ms"])
         broker.endpoint = f"{url.hostname or '127.0.0.1'}:{url.port or 6379}{url.path or '/0'}"
         return broker
 
@@ -64,8 +69,12 @@ class RedisBroker(PygigoBroker, dramatiq_redis.RedisBroker):
         with self.translate_errors():
             self.client.ping()
 
+    #: Caps the consumer's idle backoff (its ``timeout``): the latency a message sent to an
+    #: idle worker sees, against one cheap script call per look.
+    idle_poll_max_ms = 10
+
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _SweepingConsumer:
-        return _SweepingConsumer(self, queue_name, prefetch, timeout)
+        return _SweepingConsumer(self, queue_name, prefetch, min(timeout, self.idle_poll_max_ms))
 
     def _script_args(self, command: str, queue_name: str, *, maintenance: bool) -> list[Any]:
         # Same layout as RedisBroker._dispatch builds for dramatiq 2.x's dispatch.lua.

@@ -150,3 +150,9 @@ def test_message_too_large_is_refused_before_sending() -> None:
     small = dramatiq.Message(queue_name="q", actor_name="a", args=(), kwargs={}, options={})
     broker.enqueue(small)
     assert broker.queue_stats("q").ready == 1
+
+
+def test_redis_idle_poll_is_capped_for_prompt_pickup() -> None:
+    broker = build_broker("redis://127.0.0.1:6379/0?idle_poll_max_ms=7")
+    consumer = broker.consume("q", prefetch=1, timeout=1000)  # Dramatiq's worker asks for 1 s
+    assert consumer.timeout == 7  # type: ignore[attr-defined]

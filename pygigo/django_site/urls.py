@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import path, re_path
 
+from . import queues
 from .api import openapi, views
 
 
@@ -12,6 +13,7 @@ def health(request: HttpRequest) -> JsonResponse:
 
 
 urlpatterns = [
+    path("admin/pygigo-queues/", queues.queues_view, name="pygigo-queues"),
     path("admin/", admin.site.urls),
     path("healthz", health, name="pygigo-health"),
     path("openapi.json", openapi.openapi, name="pygigo-openapi"),

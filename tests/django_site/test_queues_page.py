@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from pygigo.adapters.base import PygigoBroker
+from pygigo.django_site.queues import queue_rows
+
+from . import functions
+
+
+def test_queue_page_shows_counts_as_bars_to_staff_only(broker: PygigoBroker) -> None:
+    functions.fe_add.send(1, 2)
+    functions.fe_add.send(3, 4)
+    functions.fe_add.send_with_options(args=(1, 2), delay_s=3600)
+    rows, error = queue_rows()
+    assert error is None
+    row = next(r for r in rows if r["queue"] == functions.QUEUE)
+    assert (row["ready"], row["delayed"], row["dead"]) == (2, 1, 0)
+    assert (row["ready_pct"], row["delayed_pct"]) == (100.0, 50.0)
+
+    assert Client().get("/admin/pygigo-queues/").status_code == 302  # to the admin login
+    staff = get_user_model().objects.create_user("queues-staff", password="pw", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    page = client.get("/admin/pygigo-queues/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f"<code>{functions.QUEUE}</code>" in html
+    assert 'class="pg-bar pg-ready" style="width: 100.0%"' in html

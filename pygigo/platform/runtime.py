@@ -7,6 +7,7 @@ registered function to the new broker.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import dramatiq
@@ -19,6 +20,18 @@ from .registry import registry
 
 _broker: PygigoBroker | None = None
 _lock = threading.Lock()
+
+
+class _DiscardedResultFilter(logging.Filter):
+    """Drops Dramatiq's per-message warning that a return value was discarded for lack of its
+    Results middleware: Pygigo stores the results of tracked invocations itself, and
+    ``fn.send()`` is fire-and-forget by design, so the warning would fire on every call."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "haven't added the Results middleware" not in record.getMessage()
+
+
+logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_DiscardedResultFilter())
 
 
 def build_middleware() -> list[Middleware]:

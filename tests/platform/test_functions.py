@@ -113,3 +113,24 @@ def test_priority_becomes_broker_priority_only_where_supported() -> None:
             urgent.send_with_options(priority=12)
     finally:
         runtime.reset()
+
+
+def test_returned_values_do_not_warn_on_every_message(caplog: pytest.LogCaptureFixture) -> None:
+    import dramatiq
+
+    @pygigo.function(queue="ret")
+    def answer() -> int:
+        return 42
+
+    broker = build_broker("memory://", middleware=runtime.build_middleware())
+    runtime.set_broker(broker)
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=20)
+    worker.start()
+    try:
+        answer.send()
+        broker.join("ret")
+        worker.join()
+    finally:
+        worker.stop()
+        runtime.reset()
+    assert not [r for r in caplog.records if "Results middleware" in r.getMessage()]

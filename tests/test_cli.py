@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +15,7 @@ from django.core.management import CommandError, call_command
 from pygigo.adapters.base import build_broker
 from pygigo.platform import runtime
 from tests import cli_functions
-from tests.conformance.test_conformance import wait_until
-from tests.conftest import require_service
+from tests.conftest import free_port, require_service, wait_until
 
 
 def run_pygigo(*args: str, url: str = "memory://") -> subprocess.CompletedProcess[str]:
@@ -34,9 +32,7 @@ def test_missing_module_is_named() -> None:
 
 
 def test_unreachable_broker_fails_before_forking() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     result = run_pygigo("worker", "tests.cli_functions", url=f"redis://127.0.0.1:{port}/0")
     assert result.returncode == 2
     assert f"127.0.0.1:{port}" in result.stderr

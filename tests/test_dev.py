@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -13,15 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.test_conformance import wait_until
+from tests.conftest import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def processes_with(marker: str) -> list[int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 
 import dramatiq
@@ -18,13 +17,7 @@ from pygigo.adapters.base import (
     build_broker,
 )
 from pygigo.adapters.memory import MemoryBroker
-from tests.conftest import require_service
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.conftest import free_port, require_service
 
 
 def test_unknown_scheme_lists_the_known_ones() -> None:

@@ -19,8 +19,7 @@ from django.db import transaction
 from pygigo.adapters.base import PygigoBroker, build_broker
 from pygigo.platform import runtime
 from tests.adapters import db_functions
-from tests.conformance.test_conformance import wait_until
-from tests.conftest import migrate_database
+from tests.conftest import migrate_database, wait_until
 
 pytestmark = pytest.mark.slow
 

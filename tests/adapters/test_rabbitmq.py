@@ -14,8 +14,7 @@ from pygigo.adapters.rabbitmq import RabbitmqBroker
 from pygigo.platform import runtime
 from tests.conformance import functions
 from tests.conformance.conftest import running_worker
-from tests.conformance.test_conformance import wait_until
-from tests.conftest import require_service, service_up
+from tests.conftest import require_service, service_up, wait_until
 
 URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 

@@ -26,8 +26,8 @@ from pygigo.adapters.base import (
 )
 from pygigo.adapters.sqs import SQSBroker
 from pygigo.platform import runtime
-from tests.adapters.test_base import free_port
 from tests.conformance.conftest import running_worker
+from tests.conftest import free_port
 
 from . import sqs_functions as fns
 

@@ -9,27 +9,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import dramatiq
 import pytest
 
 from pygigo.adapters.base import PygigoBroker
+from tests.conftest import wait_until
 
 from . import functions
 from .conftest import require, running_worker
 
 record = functions.record
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll a condition another process or thread will make true (no event to join on)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_send_and_consume_round_trips_json_arguments(broker: PygigoBroker) -> None:

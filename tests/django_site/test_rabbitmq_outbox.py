@@ -12,8 +12,7 @@ from pygigo.django_site import outbox, store
 from pygigo.django_site.models import Invocation, Status
 from pygigo.platform import runtime
 from tests.adapters.test_rabbitmq import rabbitmqctl
-from tests.conformance.test_conformance import wait_until
-from tests.conftest import require_service, service_up
+from tests.conftest import require_service, service_up, wait_until
 
 from . import functions
 from .test_redis import in_process_worker

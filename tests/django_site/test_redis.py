@@ -21,7 +21,7 @@ from pygigo.adapters.base import PygigoBroker, build_broker
 from pygigo.django_site import outbox, store
 from pygigo.django_site.models import Invocation, Status
 from pygigo.platform import runtime
-from tests.conftest import require_service
+from tests.conftest import free_port, require_service
 
 from . import functions
 
@@ -69,18 +69,12 @@ def test_prefer_wait_round_trip_on_redis() -> None:
         assert response["Preference-Applied"] == "wait=10"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class PrivateRedis:
     """A redis-server of our own on a free port, so stopping it disturbs nobody else's tests
     (other runs share the machine's Redis on 6379)."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="pygigo-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
 

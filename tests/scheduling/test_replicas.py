@@ -26,8 +26,7 @@ import dramatiq
 import pytest
 
 from pygigo.platform import maintenance
-from tests.conformance.test_conformance import wait_until
-from tests.conftest import migrate_database, require_service
+from tests.conftest import migrate_database, require_service, wait_until
 
 from .replica_functions import QUEUE, SCHEDULE
 

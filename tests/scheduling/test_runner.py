@@ -18,7 +18,7 @@ from pygigo.platform.cron import Misfire
 from pygigo.platform.schedule_store import ABANDONED, ENQUEUED, FAILED, MemoryScheduleStore
 from pygigo.platform.scheduler import Scheduler
 from pygigo.platform.schedules import ScheduleRegistry, ScheduleSpec, parse_timing
-from tests.conformance.test_conformance import wait_until
+from tests.conftest import wait_until
 
 from .conftest import FakeClock
 from .functions import QUEUE, report

@@ -50,6 +50,7 @@ def dispatched(view: ViewFn | None = None, /, *, name: str | None = None, **opti
         registered: Function[..., Any] = function(
             name=name or f"{target.__module__}.{target.__qualname__}", **options
         )(target)
+        registered.is_view = True  # whatever its first parameter is called
 
         @csrf_exempt
         @api_view

@@ -21,10 +21,11 @@ from datetime import timedelta
 from django.db import close_old_connections
 from django.utils import timezone
 
-from pygigo.adapters.base import BrokerError
+from pygigo.adapters.base import BrokerError, BrokerUnavailable
 from pygigo.platform import invocations, runtime
 from pygigo.platform.registry import registry
 
+from . import store
 from .models import STARTABLE, Invocation
 
 logger = logging.getLogger("pygigo.outbox")
@@ -60,9 +61,12 @@ def relay(*, min_age_s: float = DEFAULT_MIN_AGE_S, batch: int = 500) -> int:
         )
         try:
             broker.enqueue(message)
-        except BrokerError as exc:
+        except BrokerUnavailable as exc:
             logger.warning("Outbox: broker still unavailable (%s); %d sent, will retry", exc, sent)
             break
+        except BrokerError as exc:
+            store.undeliverable(row.id, exc)
+            continue
         Invocation.objects.filter(id=row.id).update(relayed=True, wire="")
         sent += 1
     if sent:

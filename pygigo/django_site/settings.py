@@ -56,6 +56,9 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("PYGIGO_SQLITE_PATH", str(BASE_DIR / "var" / "pygigo.sqlite3")),
+        # Worker threads keep their connection between messages (checked before reuse).
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
         # Web and worker threads and processes write concurrently (the database may be the
         # broker): WAL lets readers and one writer work at once; IMMEDIATE transactions take the
         # write lock up front (waiting up to `timeout` seconds) instead of failing with

@@ -22,10 +22,10 @@ import dramatiq
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pygigo.adapters.base import BrokerError
+from pygigo.adapters.base import BrokerError, BrokerUnavailable
 from pygigo.platform import invocations, runtime
 from pygigo.platform import settings as pygigo_settings
-from pygigo.platform.envelope import SECRET_HEADERS, Envelope
+from pygigo.platform.envelope import SECRET_HEADERS, Envelope, new_id
 from pygigo.platform.functions import Function
 
 from .models import STARTABLE, Invocation, Status
@@ -57,12 +57,29 @@ def _send(invocation_id: Any, message: dramatiq.Message[Any]) -> bool:
     """Hand one message to the broker and flag the row relayed; False if the broker is down."""
     try:
         runtime.get_broker().enqueue(message)
-    except BrokerError as exc:
+    except BrokerUnavailable as exc:
         logger.warning("Broker unavailable; invocation %s stays in the outbox: %s", invocation_id, exc)
+        return False
+    except BrokerError as exc:
+        undeliverable(invocation_id, exc)
         return False
     # The sealed copy is only needed to relay; do not keep (possibly secret) bytes around.
     Invocation.objects.filter(id=invocation_id).update(relayed=True, wire="")
     return True
+
+
+def undeliverable(invocation_id: Any, exc: BrokerError) -> None:
+    """The broker refused the message for good (not "down"): fail the invocation, so it
+    neither waits in the outbox forever nor blocks the ones queued behind it."""
+    logger.error("Invocation %s cannot be delivered: %s", invocation_id, exc)
+    Invocation.objects.filter(id=invocation_id).update(
+        status=Status.FAILED,
+        error=f"undeliverable: {exc}"[:4000],
+        finished_at=timezone.now(),
+        relayed=True,
+        wire="",
+    )
+    notify(invocation_id)
 
 
 def submit(envelope: Envelope, function: Function[..., Any]) -> tuple[Invocation, bool]:
@@ -79,6 +96,8 @@ def submit(envelope: Envelope, function: Function[..., Any]) -> tuple[Invocation
             return existing, False
     function.actor  # noqa: B018 - binds the function and the envelope actor to the broker
     message = invocations.envelope_message(envelope, function)
+    # A message the broker can never take must be refused now, not parked in the outbox.
+    runtime.get_broker().check_size(message)
     try:
         with transaction.atomic():
             invocation = Invocation.objects.create(
@@ -202,9 +221,7 @@ def rerun(invocation: Invocation) -> Invocation:
     stored = dict(invocation.envelope)
     stored["headers"] = [pair for pair in stored.get("headers", []) if pair[1] != MASK]
     old = Envelope.from_dict(stored)
-    fresh = dataclasses.replace(
-        old, id=Envelope(function="x", kind="call").id, idempotency_key=None, enqueued_at=time.time()
-    )
+    fresh = dataclasses.replace(old, id=new_id(), idempotency_key=None, enqueued_at=time.time())
     created, _ = submit(fresh, function)
     return created
 

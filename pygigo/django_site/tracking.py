@@ -67,13 +67,24 @@ class InvocationTracker(Middleware):
         ).update(status=Status.RUNNING, attempts=F("attempts") + 1, started_at=now)
         if started:
             return
-        row = Invocation.objects.filter(id=envelope.id).values_list("status", flat=True).first()
+        row = Invocation.objects.filter(id=envelope.id).values_list("status", "started_at").first()
         if row is None:
             # Sent by something that does not record invocations: run it untracked.
             logger.debug("Invocation %s has no row; running untracked", envelope.id)
             return
-        logger.info("Skipping invocation %s: it is %s (duplicate delivery or cancelled)", envelope.id, row)
-        raise SkipMessage(f"invocation {envelope.id} is {row}")
+        status, started_at = row
+        if status == Status.RUNNING and started_at is not None:
+            # Redelivered while the row says running: either a duplicate delivery, or the
+            # worker that ran it died (SIGKILL) and this is the only copy left. Skipping would
+            # ack it away, so look again once that run would have hit its time limit.
+            recheck_ms = int((started_at - stale).total_seconds() * 1000) + 1000
+            broker.enqueue(message.copy(), delay=max(1000, recheck_ms))
+            logger.info(
+                "Invocation %s is running elsewhere; checking again in %d ms", envelope.id, recheck_ms
+            )
+        else:
+            logger.info("Skipping invocation %s: it is %s (duplicate or cancelled)", envelope.id, status)
+        raise SkipMessage(f"invocation {envelope.id} is {status}")
 
     def after_process_message(
         self,
@@ -93,7 +104,6 @@ class InvocationTracker(Middleware):
             self._record_outcome(broker, message, envelope.id, state, exception)
         finally:
             notify(envelope.id)
-            close_old_connections()
 
     def _record_outcome(
         self,

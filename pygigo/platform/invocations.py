@@ -154,12 +154,6 @@ def wire_message(sealed: str, envelope_id: str, queue: str, options: dict[str, A
     )
 
 
-def send_envelope(envelope: Envelope, function: Function[..., Any]) -> dramatiq.Message[Any]:
-    """Seal and enqueue. Raises BrokerUnavailable (and other BrokerErrors) from the adapter."""
-    # function.actor binds the function (and set_broker the envelope actor) to the broker.
-    return function.actor.broker.enqueue(envelope_message(envelope, function))
-
-
 def bind(broker: dramatiq.Broker) -> None:
     """Declare the envelope actor on ``broker`` (idempotent; called by ``runtime.set_broker``)."""
     if ENVELOPE_ACTOR not in broker.actors:

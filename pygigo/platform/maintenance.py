@@ -46,8 +46,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "prune_invocations": {
         "enabled": True,
         "schedule": "17 * * * *",
-        "hook": "pygigo.django_site.store.prune",
-        "options": {"ttl_s": 7 * 24 * 3600},
+        "hook": "pygigo.django_site.store.prune",  # past PYGIGO_RESULT_TTL_S
+        "options": {},
     },
     # db:// deletes a row when it is acknowledged; what is left to prune is old dead letters.
     "prune_dead_messages": {

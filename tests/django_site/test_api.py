@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
+from django.utils import timezone
 
-from pygigo.adapters.base import PygigoBroker
-from pygigo.django_site import store
+from pygigo.adapters.base import Capabilities, PygigoBroker
+from pygigo.adapters.memory import MemoryBroker
+from pygigo.django_site import outbox, store
 from pygigo.django_site.models import ApiKey, Invocation, Status
+from pygigo.platform import invocations, runtime
+from pygigo.platform.envelope import Envelope
 from pygigo.platform.invocations import InvocationFailed
 
 from . import functions
@@ -121,8 +126,12 @@ def test_idempotency_key_returns_the_same_invocation(
     other = client.post("/fn/fe_echo", headers={"Idempotency-Key": key})
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
     # Another principal with the same key gets its own invocation.
-    stranger = Client().post("/fn/fe_echo", headers={"Idempotency-Key": key}).json()
+    other_client = Client(HTTP_AUTHORIZATION=f"Bearer {ApiKey.generate('other', _user('other'))[1]}")
+    stranger = other_client.post("/fn/fe_echo", headers={"Idempotency-Key": key}).json()
     assert stranger["id"] != first["id"]
+    # Anonymous callers cannot be told apart: a key would let one read another's result.
+    anonymous = Client().post("/fn/fe_echo", headers={"Idempotency-Key": key})
+    assert anonymous.status_code == 400 and anonymous.json()["code"] == "idempotency_key_needs_auth"
 
 
 def test_invocations_are_private_to_their_principal_and_staff(
@@ -276,3 +285,45 @@ def test_unknown_api_urls_are_json_even_with_debug() -> None:
         assert response.status_code == 404, url
         assert response["Content-Type"].startswith("application/json"), url
         assert response.json()["code"] == "not_found"
+
+
+class TinyBroker(MemoryBroker):
+    capabilities = Capabilities(max_message_bytes=3000, durable=False, redelivery="none")
+
+
+def test_message_too_large_for_the_broker_is_413_and_not_recorded() -> None:
+    runtime.set_broker(TinyBroker(middleware=runtime.build_middleware(), fail_fast_default=False))
+    try:
+        before = Invocation.objects.count()
+        response = Client().post("/fn/fe_echo", data=b"x" * 5000, content_type="text/plain")
+        assert response.status_code == 413 and response.json()["code"] == "message_too_large"
+        assert "PYGIGO_CLAIM_CHECK_DIR" in response.json()["detail"]
+        assert Invocation.objects.count() == before
+    finally:
+        runtime.reset()
+
+
+def test_relay_fails_what_the_broker_refuses_for_good_and_goes_on() -> None:
+    broker = TinyBroker(middleware=runtime.build_middleware(), fail_fast_default=False)
+    runtime.set_broker(broker)
+    try:
+        rows = []
+        for arg in ("x" * 5000, "small"):  # the first can never fit this broker
+            envelope = Envelope(function="fe_count", kind="call", args=(arg,))
+            wire = invocations.envelope_message(envelope, functions.fe_count).args[0]
+            rows.append(
+                Invocation.objects.create(
+                    id=uuid.UUID(envelope.id),
+                    function="fe_count",
+                    queue=functions.QUEUE,
+                    kind="call",
+                    wire=wire,
+                    created_at=timezone.now() - timedelta(minutes=1),
+                )
+            )
+        assert outbox.relay(min_age_s=0) == 1  # the small one, not blocked by the big one
+        big, small = (Invocation.objects.get(id=row.id) for row in rows)
+        assert big.status == Status.FAILED and big.error.startswith("undeliverable") and big.relayed
+        assert small.relayed and broker.queue_stats(functions.QUEUE).ready == 1
+    finally:
+        runtime.reset()

@@ -158,3 +158,23 @@ def test_masked_envelope_hides_secrets() -> None:
         function="f", kind="http", method="GET", path="/", headers=(("Cookie", "s=1"), ("Accept", "x"))
     )
     assert store.masked(dataclasses.replace(envelope))["headers"] == [["Cookie", "***"], ["Accept", "x"]]
+
+
+def test_redelivery_while_running_is_checked_again_not_dropped(broker: PygigoBroker) -> None:
+    """A worker SIGKILLed mid-run leaves the row 'running'; the broker's redelivery is the only
+    copy left, so it must come back after the time limit instead of being acked away."""
+    envelope = Envelope(function="fe_count", kind="call", args=("orphan",))
+    invocation, _ = store.submit(envelope, functions.fe_count)
+    Invocation.objects.filter(id=invocation.id).update(
+        status=Status.RUNNING, attempts=1, started_at=timezone.now()
+    )
+    running = dramatiq.Worker(broker, worker_threads=1, worker_timeout=20)
+    running.start()
+    try:
+        running.join()
+    finally:
+        running.stop()  # graceful: the delayed re-check goes back to the broker's delay queue
+    assert "orphan" not in functions.calls
+    stats = broker.queue_stats(functions.QUEUE)
+    assert (stats.ready, stats.delayed, stats.dead) == (0, 1, 0)
+    assert Invocation.objects.get(id=invocation.id).status == Status.RUNNING

@@ -21,6 +21,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from pygigo.adapters.base import MessageTooLarge
 from pygigo.platform import settings as pygigo_settings
 from pygigo.platform.envelope import Envelope, offload_body
 from pygigo.platform.functions import Function
@@ -139,10 +140,17 @@ def accept(
     if not may_invoke(caller, function):
         require_authenticated(caller)
     rate_limit(request, caller)
-    _check_json(request, body)
     key = _idempotency_key(request)
+    if key is not None and not caller.authenticated:
+        raise ApiError(
+            400,
+            "idempotency_key_needs_auth",
+            "Idempotency-Key needs an authenticated caller (API key or session): anonymous callers "
+            "cannot be told apart, so one could read another's result. Authenticate or drop the header.",
+        )
     wait_s = prefer_wait_s(request)
     if function.is_view:
+        _check_json(request, body)
         envelope = capture_request(
             request,
             function=function.name,
@@ -162,7 +170,14 @@ def accept(
             principal=caller.principal,
             idempotency_key=key,
         )
-    invocation, created = store.submit(envelope, function)
+    try:
+        invocation, created = store.submit(envelope, function)
+    except MessageTooLarge as exc:
+        raise ApiError(
+            413,
+            "message_too_large",
+            f"{exc} Set PYGIGO_CLAIM_CHECK_DIR so large bodies travel by claim check.",
+        ) from None
     if not created and invocation.function != function.name:
         raise ApiError(
             422,

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from bench.common import REPO_ROOT, BenchConfig, WorkerGroup
 
-SETTINGS = "pygigo.django_site.settings"
+SETTINGS = "pygigo.default_site.settings"
 #: AWS's SDK must never find real credentials or profiles: dummy keys for moto only.
 AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -142,13 +142,13 @@ def moto_server(run_id: str) -> Iterator[tuple[str, dict[str, str]]]:
 
 @contextmanager
 def gunicorn(cfg: BenchConfig, workers: int = 2) -> Iterator[int]:
-    """``gunicorn pygigo.django_site.wsgi:application -w 2`` on a free port, env from ``cfg``."""
+    """``gunicorn pygigo.default_site.wsgi:application -w 2`` on a free port, env from ``cfg``."""
     port = free_port()
     argv = [
         sys.executable,
         "-m",
         "gunicorn",
-        "pygigo.django_site.wsgi:application",
+        "pygigo.default_site.wsgi:application",
         "-w",
         str(workers),
         "-b",

@@ -2,7 +2,7 @@
 ``pygigo scheduler myproject.functions``, ``pygigo schedules``, ``pygigo dev``.
 
 Every subcommand runs with Django configured: ``DJANGO_SETTINGS_MODULE`` if set, else Pygigo's
-default site (``pygigo.django_site.settings``).
+default site (``pygigo.default_site.settings``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from .adapters.base import PygigoError
 from .platform import scheduler_cmd, worker
 
-DEFAULT_SETTINGS = "pygigo.django_site.settings"
+DEFAULT_SETTINGS = "pygigo.default_site.settings"
 
 
 def build_parser() -> argparse.ArgumentParser:

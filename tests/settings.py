@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from pygigo.django_site.settings import *  # noqa: F403
-from pygigo.django_site.settings import DATABASES
+from pygigo.default_site.settings import *  # noqa: F403
+from pygigo.default_site.settings import DATABASES
 
 TEST_RUN = os.environ.get("PYGIGO_TEST_RUN", "local")
 POSTGRES_SCHEMA = f"pygigo_t{TEST_RUN}"

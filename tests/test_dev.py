@@ -36,7 +36,7 @@ def test_dev_stack_serves_the_example_and_stops_cleanly(tmp_path: Path) -> None:
     marker = f"pygigo-dev-test-{port}-{os.getpid()}"
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "pygigo.django_site.settings",
+        "DJANGO_SETTINGS_MODULE": "pygigo.default_site.settings",
         "PYGIGO_SQLITE_PATH": str(tmp_path / "dev.sqlite3"),
         "PYTHONPATH": str(REPO),
         "PYGIGO_DEV_MARKER": marker,  # lets us find every process of this stack

@@ -1,10 +1,12 @@
+"""Pygigo's HTTP API, for a project to mount: ``path("", include("pygigo.django_site.urls"))``.
+
+The API only: the admin pages register with the project's own admin site."""
+
 from __future__ import annotations
 
-from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import path, re_path
 
-from . import queues
 from .api import openapi, views
 
 
@@ -13,8 +15,6 @@ def health(request: HttpRequest) -> JsonResponse:
 
 
 urlpatterns = [
-    path("admin/pygigo-queues/", queues.queues_view, name="pygigo-queues"),
-    path("admin/", admin.site.urls),
     path("healthz", health, name="pygigo-health"),
     path("openapi.json", openapi.openapi, name="pygigo-openapi"),
     path("fn", views.functions, name="pygigo-functions"),
@@ -25,7 +25,3 @@ urlpatterns = [
     # applies with DEBUG off), so API clients never get an HTML page.
     re_path(r"^(?:fn|invocations)(?:/.*)?$", views.not_found),
 ]
-
-# JSON, not Django's HTML pages, for unknown URLs and last-resort errors.
-handler404 = "pygigo.django_site.api.views.not_found"
-handler500 = "pygigo.django_site.api.views.server_error"

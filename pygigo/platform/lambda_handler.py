@@ -31,7 +31,7 @@ def boot() -> PygigoBroker:
     global _booted
     with _lock:
         if _booted is None:
-            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pygigo.django_site.settings")
+            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pygigo.default_site.settings")
             worker.setup_django()
             worker.import_modules(settings.functions_modules())
             if not len(registry):

@@ -11,7 +11,7 @@ from django.test import override_settings
 from hypothesis import HealthCheck, settings
 
 from pygigo.adapters.base import PygigoBroker
-from pygigo.django_site.wsgi import application
+from pygigo.default_site.wsgi import application
 
 schema = schemathesis.openapi.from_wsgi("/openapi.json", application)
 

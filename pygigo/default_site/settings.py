@@ -34,8 +34,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
-ROOT_URLCONF = "pygigo.django_site.urls"
-WSGI_APPLICATION = "pygigo.django_site.wsgi.application"
+ROOT_URLCONF = "pygigo.default_site.urls"
+WSGI_APPLICATION = "pygigo.default_site.wsgi.application"
 
 TEMPLATES = [
     {

@@ -1,0 +1,19 @@
+"""URLs of the default project: the project's admin plus Pygigo's API, as a user's project would
+mount them (``path("", include("pygigo.django_site.urls"))``)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from pygigo.django_site import queues
+
+urlpatterns = [
+    path("admin/pygigo-queues/", queues.queues_view, name="pygigo-queues"),
+    path("admin/", admin.site.urls),
+    path("", include("pygigo.django_site.urls")),
+]
+
+# JSON, not Django's HTML pages, for unknown URLs and last-resort errors.
+handler404 = "pygigo.django_site.api.views.not_found"
+handler500 = "pygigo.django_site.api.views.server_error"

@@ -1,5 +1,6 @@
 """The ``pygigo`` command: ``pygigo worker myproject.functions --processes 2 --threads 8``,
-``pygigo scheduler myproject.functions``, ``pygigo schedules``, ``pygigo dev``.
+``pygigo scheduler myproject.functions``, ``pygigo schedules``, ``pygigo migrate``,
+``pygigo dev``.
 
 Every subcommand runs with Django configured: ``DJANGO_SETTINGS_MODULE`` if set, else Pygigo's
 default site (``pygigo.default_site.settings``).
@@ -11,11 +12,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .adapters.base import PygigoError
-from .platform import scheduler_cmd, worker
-
-DEFAULT_SETTINGS = "pygigo.default_site.settings"
+from .platform import scheduler_cmd, settings, worker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     scheduler_cmd.add_schedules_arguments(
         commands.add_parser("schedules", help="list schedules with their next run times")
     )
+    migrate = commands.add_parser(
+        "migrate", help="create (SQLite: with its folder) and migrate the database Pygigo uses"
+    )
+    migrate.add_argument("--database", default="default", help="database alias (default: default)")
     dev = commands.add_parser(
         "dev", help="web + worker (+ scheduler) on the database broker, for development"
     )
@@ -38,31 +42,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_migrate(database: str) -> int:
+    settings.ensure_django()
+    from django.conf import settings as django_settings
+    from django.core.management import call_command
+
+    config = django_settings.DATABASES.get(database, {})
+    if str(config.get("ENGINE", "")).endswith("sqlite3"):
+        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    call_command("migrate", database=database, interactive=False)
+    return 0
+
+
 def run_dev(args: argparse.Namespace) -> int:
     # The development stack needs no broker process: the database is the broker.
     os.environ.setdefault("PYGIGO_BROKER_URL", "db://")
     # The web process imports them too (PYGIGO_FUNCTIONS), to serve /fn/<name>.
     os.environ.setdefault("PYGIGO_FUNCTIONS", ",".join(args.modules))
-    import django
-
-    django.setup()
+    settings.ensure_django()
+    worker.run_system_checks()
     from .django_site import devstack
 
     return devstack.run(
-        host=args.host,
-        port=args.port,
-        modules=args.modules,
-        with_scheduler=not args.no_scheduler,
-        example_curl=(
-            f"curl -s -X POST http://{args.host}:{args.port}/fn/add -H 'Prefer: wait=5' "
-            "-H 'Content-Type: application/json' -d '[1, 2]'"
-        ),
+        host=args.host, port=args.port, modules=args.modules, with_scheduler=not args.no_scheduler
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", DEFAULT_SETTINGS)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings.DEFAULT_DJANGO_SETTINGS)
     try:
         if args.command == "worker":
             return worker.run_from_args(args)
@@ -72,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "schedules":
             return scheduler_cmd.print_schedules(args.modules, sys.stdout, count=args.count)
+        if args.command == "migrate":
+            return run_migrate(args.database)
         if args.command == "dev":
             return run_dev(args)
     except PygigoError as exc:

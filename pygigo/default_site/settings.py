@@ -7,7 +7,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-BASE_DIR = Path(os.environ.get("PYGIGO_HOME", Path.cwd()))
+
+def _home() -> Path:
+    """Where the default site keeps its SQLite database: ``PYGIGO_HOME``, else the user's data
+    folder (``$XDG_DATA_HOME/pygigo``, by default ``~/.local/share/pygigo``). Never the current
+    directory: every process (web, worker, scheduler, a plain producer) must open the same file
+    wherever it was started. ``pygigo migrate`` creates it."""
+    if os.environ.get("PYGIGO_HOME"):
+        return Path(os.environ["PYGIGO_HOME"])
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "pygigo"
+
+
+DATA_DIR = _home()
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "pygigo-dev-insecure-change-me")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
@@ -55,7 +67,7 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("PYGIGO_SQLITE_PATH", str(BASE_DIR / "var" / "pygigo.sqlite3")),
+        "NAME": os.environ.get("PYGIGO_SQLITE_PATH", str(DATA_DIR / "pygigo.sqlite3")),
         # Worker threads keep their connection between messages (checked before reuse).
         "CONN_MAX_AGE": 60,
         "CONN_HEALTH_CHECKS": True,
@@ -92,8 +104,6 @@ STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 PYGIGO_BROKER_URL = os.environ.get("PYGIGO_BROKER_URL", "memory://")
-# Invocation tracking on workers (loaded by dotted path: the platform never imports the site).
-PYGIGO_MIDDLEWARE = ["pygigo.django_site.tracking.InvocationTracker"]
 # HTTP API limits (see pygigo.django_site.api).
 PYGIGO_MAX_BODY_BYTES = 1024 * 1024
 PYGIGO_RATE_LIMIT = os.environ.get("PYGIGO_RATE_LIMIT", "600/60")  # requests / seconds, per principal

@@ -1,15 +1,16 @@
-"""URLs of the default project: the project's admin plus Pygigo's API, as a user's project would
-mount them (``path("", include("pygigo.django_site.urls"))``)."""
+"""URLs of the default project: the project's admin (Pygigo's admin pages, the queue page
+included, register with it), a landing page, and Pygigo's API, mounted as a user's project
+would mount it (``path("", include("pygigo.django_site.urls"))``)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
 
-from pygigo.django_site import queues
+from pygigo.django_site import landing
 
 urlpatterns = [
-    path("admin/pygigo-queues/", queues.queues_view, name="pygigo-queues"),
+    path("", landing.home, name="pygigo-home"),
     path("admin/", admin.site.urls),
     path("", include("pygigo.django_site.urls")),
 ]

@@ -8,10 +8,11 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path
 from django.utils.html import format_html
 
-from . import store
+from . import queues, store
 from .models import ApiKey, Invocation
 
 
@@ -53,6 +54,15 @@ class InvocationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # invocations come from the API, fn.invoke or a re-run
+
+    def get_urls(self) -> list[URLPattern]:
+        # The queue page lives in whichever admin site the project registers Pygigo with
+        # (`admin:pygigo-queues`), so the app never mounts an admin of its own.
+        page = path("queues/", self.admin_site.admin_view(self.queues_view), name="pygigo-queues")
+        return [page, *super().get_urls()]
+
+    def queues_view(self, request: HttpRequest) -> HttpResponse:
+        return queues.queues_page(request, self.admin_site)
 
     @admin.display(description="result")
     def result_pretty(self, obj: Invocation) -> str:

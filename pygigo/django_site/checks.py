@@ -1,21 +1,154 @@
-"""`manage.py check` hooks: a bad broker URL is reported before anything runs."""
+"""``manage.py check`` hooks, also run when ``pygigo worker``/``scheduler``/``dev`` start:
+misconfigurations that would otherwise fail silently or late, each with an id and a hint.
+
+=============  ==========================================================================
+pygigo.E001    PYGIGO_BROKER_URL is invalid (scheme, options, missing driver)
+pygigo.E002    a PYGIGO_FUNCTIONS module does not import
+pygigo.E004    PYGIGO_MAINTENANCE is invalid
+pygigo.W001    invocation tracking is not active in this process's broker
+pygigo.W002    PYGIGO_MAX_BODY_BYTES is above the broker's message size, without claim checks
+pygigo.W003    a schedule names a function no loaded module defines (it fails at each firing)
+pygigo.I001    a built-in maintenance job is skipped: the app it needs is not installed
+=============  ==========================================================================
+
+Database schedules are read only when the check is run for a database (``manage.py check
+--database default``, and at scheduler start).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.core import checks
+from django.db import DatabaseError
+from django.utils.module_loading import import_string
 
-from pygigo.adapters.base import PygigoError, build_broker
+from pygigo.adapters.base import PygigoBroker, PygigoError, build_broker
+from pygigo.platform import maintenance, runtime
 from pygigo.platform import settings as pygigo_settings
+from pygigo.platform.registry import registry
+from pygigo.platform.schedules import ScheduleSpec, schedules
+from pygigo.platform.worker import import_modules
+
+from .apps import TRACKER
 
 
 @checks.register(checks.Tags.compatibility)
 def check_broker_url(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Parse PYGIGO_BROKER_URL and load its adapter (no connection is opened)."""
+    """Parse PYGIGO_BROKER_URL and load its adapter (no connection is opened); then compare
+    the HTTP body limit with what the broker carries."""
     url = pygigo_settings.broker_url()
     try:
-        build_broker(url).close()
+        broker = build_broker(url)
     except PygigoError as exc:
         return [checks.Error(str(exc), hint="Fix PYGIGO_BROKER_URL.", id="pygigo.E001")]
-    return []
+    try:
+        return _check_body_size(broker)
+    finally:
+        broker.close()
+
+
+def _check_body_size(broker: PygigoBroker) -> list[checks.CheckMessage]:
+    limit = broker.capabilities.max_message_bytes
+    max_body = int(pygigo_settings.setting("PYGIGO_MAX_BODY_BYTES", 1024 * 1024))
+    if limit is None or max_body <= limit or pygigo_settings.setting("PYGIGO_CLAIM_CHECK_DIR"):
+        return []
+    return [
+        checks.Warning(
+            f"PYGIGO_MAX_BODY_BYTES ({max_body}) is above what the {broker.scheme}:// broker carries in "
+            f"one message ({limit} bytes): larger requests are accepted by size and then refused (413).",
+            hint="Set PYGIGO_CLAIM_CHECK_DIR (a directory shared by web and workers) so large bodies "
+            f"travel by claim check, or lower PYGIGO_MAX_BODY_BYTES to {limit} or less.",
+            id="pygigo.W002",
+        )
+    ]
+
+
+@checks.register()
+def check_functions_modules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    for module in pygigo_settings.functions_modules():
+        try:
+            import_modules([module])
+        except PygigoError as exc:
+            errors.append(
+                checks.Error(
+                    str(exc),
+                    hint="Fix PYGIGO_FUNCTIONS: dotted module paths, importable from the project.",
+                    id="pygigo.E002",
+                )
+            )
+    return errors
+
+
+@checks.register()
+def check_tracking(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The invocation tracker must be in this process's broker, or accepted invocations stay
+    ``queued`` forever however the worker ends them."""
+    broker = runtime.active_broker()
+    if broker is None:
+        active = TRACKER in pygigo_settings.middleware_paths()
+    else:
+        tracker = import_string(TRACKER)
+        active = any(isinstance(m, tracker) for m in broker.middleware)
+    if active:
+        return []
+    return [
+        checks.Warning(
+            "Invocation tracking is not active: invocations accepted over HTTP or with fn.invoke() "
+            "will never be reported finished.",
+            hint="Build the broker with pygigo.platform.runtime.get_broker() (it adds the tracker), "
+            "not by hand.",
+            id="pygigo.W001",
+        )
+    ]
+
+
+@checks.register()
+def check_maintenance(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    try:
+        skipped = maintenance.skipped_jobs(pygigo_settings.maintenance_overrides())
+    except PygigoError as exc:
+        return [checks.Error(str(exc), hint="Fix PYGIGO_MAINTENANCE.", id="pygigo.E004")]
+    return [
+        checks.Info(
+            f"Maintenance job {job!r} is skipped: it needs the app {app!r}, which is not installed.",
+            hint=f"Nothing to do if you do not use it; otherwise add {app!r} to INSTALLED_APPS, or "
+            f"switch the job off: PYGIGO_MAINTENANCE = {{{job!r}: False}}.",
+            id="pygigo.I001",
+        )
+        for job, app in skipped.items()
+    ]
+
+
+@checks.register()
+def check_schedules(
+    app_configs: Any = None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    specs: list[ScheduleSpec] = list(schedules)
+    if databases and "default" in databases:
+        specs += _database_schedules()
+    return [
+        checks.Warning(
+            f"Schedule {spec.name!r} ({spec.source}) runs {spec.function!r}, which no loaded module defines.",
+            hint="Add the module that defines it to PYGIGO_FUNCTIONS (or the command line), or fix the "
+            "schedule's function name.",
+            id="pygigo.W003",
+        )
+        for spec in specs
+        if spec.enabled and registry.get(spec.function) is None
+    ]
+
+
+def _database_schedules() -> list[ScheduleSpec]:
+    from django.apps import apps
+
+    if not apps.is_installed("pygigo.django_site.scheduling"):
+        return []
+    from .scheduling.store import DjangoScheduleStore
+
+    try:
+        return DjangoScheduleStore().load_schedules()
+    except DatabaseError:
+        return []  # not migrated yet: the scheduler's own start says what to run

@@ -1,13 +1,16 @@
 """`make dev` / `pygigo dev`: web + worker (+ scheduler) on one machine, no external service.
 
-Migrates the database, makes sure an admin user exists, starts each process in its own
-process group, prints where to look, and on Ctrl-C (or SIGTERM) stops every process it
-started — gracefully first, then by force — so nothing is left running.
+Migrates the database, makes sure an admin user and a development API key exist, starts each
+process in its own process group, prints where to look and a `curl` line that works for the
+functions it serves, and on Ctrl-C (or SIGTERM) stops every process it started — gracefully
+first, then by force — so nothing is left running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import json
 import os
 import secrets
 import signal
@@ -20,6 +23,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
+
+from pygigo.platform.functions import Function
+from pygigo.platform.registry import registry
+
+from .models import ApiKey
 
 STOP_GRACE_S = 15.0
 
@@ -46,6 +54,57 @@ def ensure_admin(var_dir: Path) -> str:
     secret_file.write_text(password + "\n")
     secret_file.chmod(0o600)
     return f"admin / {password}"
+
+
+def ensure_api_key(var_dir: Path) -> str:
+    """A development API key acting for `admin` (users' functions are private by default); the
+    raw key is kept in var/ so the printed curl line keeps working across runs."""
+    from django.contrib.auth import get_user_model
+
+    key_file = var_dir / "dev-api-key"
+    if key_file.exists():
+        raw = key_file.read_text().strip()
+        if ApiKey.lookup(raw) is not None:
+            return raw
+    _, raw = ApiKey.generate("pygigo dev", get_user_model().objects.filter(username="admin").first())
+    key_file.write_text(raw + "\n")
+    key_file.chmod(0o600)
+    return raw
+
+
+#: Sample JSON values for annotated parameters (anything else gets a number).
+_SAMPLES: dict[object, object] = {
+    str: "text",
+    bool: True,
+    float: 1.5,
+    "str": "text",
+    "bool": True,
+    "float": 1.5,
+}
+
+
+def sample_arguments(function: Function[..., object]) -> list[object]:
+    """Positional JSON arguments for ``function``'s required parameters: 1, 2, ... unless an
+    annotation says otherwise (so `add(x, y)` gets `[1, 2]`)."""
+    values: list[object] = []
+    for parameter in inspect.signature(function.fn).parameters.values():
+        if parameter.default is inspect.Parameter.empty and parameter.kind in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            values.append(_SAMPLES.get(parameter.annotation, len(values) + 1))
+    return values
+
+
+def example_curl(base_url: str, api_key: str) -> str | None:
+    """A curl line calling the first loaded function (declaration order) and waiting for it."""
+    function = next(iter(registry), None)
+    if function is None:
+        return None
+    line = f"curl -s -X POST {base_url}fn/{function.name} -H 'Authorization: Bearer {api_key}' -H 'Prefer: wait=5'"
+    if function.is_view:
+        return line
+    return f"{line} -H 'Content-Type: application/json' -d '{json.dumps(sample_arguments(function))}'"
 
 
 def services(host: str, port: int, modules: Sequence[str], with_scheduler: bool) -> list[Service]:
@@ -87,13 +146,13 @@ def run(
     port: int = 8000,
     modules: Sequence[str] = ("examples.functions",),
     with_scheduler: bool = False,
-    example_curl: str | None = None,
 ) -> int:
     """Run the stack until Ctrl-C or until one process exits; returns an exit code."""
     var_dir = Path(settings.DATABASES["default"]["NAME"]).parent
     var_dir.mkdir(parents=True, exist_ok=True)
     call_command("migrate", interactive=False, verbosity=0)
     login = ensure_admin(var_dir)
+    api_key = ensure_api_key(var_dir)
     stack = services(host, port, modules, with_scheduler)
 
     def on_signal(signum: int, frame: object) -> None:
@@ -108,8 +167,10 @@ def run(
             f"\nPygigo is running at {url}  (broker: {os.environ.get('PYGIGO_BROKER_URL', '')})", flush=True
         )
         print(f"  admin:  {url}admin/  login {login}", flush=True)
-        if example_curl:
-            print(f"  try:    {example_curl}", flush=True)
+        print(f"  API key (development, acts for admin): {api_key}", flush=True)
+        curl = example_curl(url, api_key)
+        if curl:
+            print(f"  try:    {curl}", flush=True)
         print("  Ctrl-C stops everything.\n", flush=True)
         while True:
             for service in stack:

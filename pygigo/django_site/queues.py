@@ -1,6 +1,7 @@
 """The admin's queue page: ready, delayed and dead-lettered messages per queue, as bars.
 
-Staff only, at ``/admin/pygigo-queues/``. Reads ``queue_stats`` of the configured broker for
+Staff only, at ``/admin/pygigo/invocation/queues/`` of the project's own admin site
+(:class:`~pygigo.django_site.admin.InvocationAdmin` mounts it). Reads ``queue_stats`` of the configured broker for
 the queues of the loaded functions (``PYGIGO_FUNCTIONS``), so it works on every broker.
 """
 
@@ -8,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
-from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.admin import AdminSite
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -35,11 +35,11 @@ def queue_rows() -> tuple[list[dict[str, Any]], str | None]:
     return rows, None
 
 
-@staff_member_required
-def queues_view(request: HttpRequest) -> HttpResponse:
+def queues_page(request: HttpRequest, admin_site: AdminSite) -> HttpResponse:
+    """The page, in ``admin_site``'s frame (the caller checks the user is staff)."""
     rows, error = queue_rows()
     context = {
-        **admin.site.each_context(request),
+        **admin_site.each_context(request),
         "title": "Queues",
         "rows": rows,
         "error": error,

@@ -18,7 +18,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import dramatiq
 
-from ..adapters.base import ConfigurationError, PygigoBroker
+from ..adapters.base import ConfigurationError, PygigoBroker, PygigoError
 from . import runtime
 from .registry import registry
 
@@ -26,6 +26,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 MAX_PRIORITY = 9
+
+
+class BadArguments(PygigoError, TypeError):
+    """The arguments do not fit the function's signature. Raised before sending, and on a
+    worker before running; never retried (the same arguments would never fit)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +93,7 @@ class Function(Generic[P, R]):
         self._supports_priority = False
         #: A view takes the HTTP request first; other functions take JSON arguments.
         self.is_view = _first_parameter(fn) == "request"
+        self.signature = _signature(fn)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -96,17 +102,31 @@ class Function(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<pygigo.Function {self.name!r} queue={self.queue!r}>"
 
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise BadArguments (naming the parameter) if ``fn(*args, **kwargs)`` cannot bind."""
+        if self.signature is None:
+            return
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise BadArguments(f"{self.name}{self.signature}: {exc}") from None
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run here after checking the arguments bind (what a worker runs)."""
+        self.check_arguments(args, kwargs)
+        return self.fn(*args, **kwargs)
+
     def bind(self, broker: dramatiq.Broker) -> dramatiq.Actor[P, R]:
         """Declare this function as an actor on ``broker`` (idempotent per broker)."""
         if self._broker is not broker or self._actor is None:
             self._actor = dramatiq.Actor(
-                self.fn,
+                self.run,
                 broker=broker,
                 actor_name=self.name,
                 queue_name=self.queue,
                 # Dramatiq runs lower numbers first; Pygigo's priority is "higher first".
                 priority=-self.options.priority,
-                options=self.options.actor_options(),
+                options={**self.options.actor_options(), "throws": (BadArguments,)},
             )
             caps = getattr(broker, "capabilities", None)
             self._supports_priority = bool(caps and caps.supports_priority)
@@ -135,7 +155,9 @@ class Function(Generic[P, R]):
         **options: Any,
     ) -> dramatiq.Message[R]:
         """Enqueue with per-message options: ``delay_s`` (run no earlier than that many
-        seconds from now), ``priority`` (0-9), and Dramatiq message options."""
+        seconds from now), ``priority`` (0-9), and Dramatiq message options. Raises
+        BadArguments if the arguments do not fit the signature."""
+        self.check_arguments(args, kwargs or {})
         actor = self.actor
         if priority is None:
             priority = self.options.priority
@@ -166,6 +188,12 @@ class Function(Generic[P, R]):
         options: dict[str, Any] = {}
         if self.options.priority and self._supports_priority:
             options["broker_priority"] = self.options.priority
+        calls = list(calls)
+        for call in calls:
+            if isinstance(call, tuple):
+                self.check_arguments(call, {})
+            else:
+                self.check_arguments((), call)
         messages = [
             actor.message_with_options(args=call, **options)
             if isinstance(call, tuple)
@@ -178,11 +206,16 @@ class Function(Generic[P, R]):
         return [broker.enqueue(message) for message in messages]
 
 
-def _first_parameter(fn: Callable[..., Any]) -> str | None:
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
     try:
-        parameters = list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have none: their arguments go unchecked
         return None
+
+
+def _first_parameter(fn: Callable[..., Any]) -> str | None:
+    signature = _signature(fn)
+    parameters = list(signature.parameters) if signature else []
     return parameters[0] if parameters else None
 
 

@@ -38,6 +38,7 @@ from ..adapters.base import ConfigurationError, PygigoError
 from . import settings
 from .envelope import Envelope, EnvelopeError, seal, verify
 from .envelope.model import parse_json
+from .functions import BadArguments
 from .registry import registry
 
 if TYPE_CHECKING:
@@ -163,8 +164,9 @@ def bind(broker: dramatiq.Broker) -> None:
             actor_name=ENVELOPE_ACTOR,
             queue_name="default",
             priority=0,
-            # Never retry what can never succeed: an unknown function or a bad envelope.
-            options={"throws": (EnvelopeError,)},
+            # Never retry what can never succeed: an unknown function, a bad envelope, or
+            # arguments that do not fit the function.
+            options={"throws": (EnvelopeError, BadArguments)},
         )
 
 
@@ -196,7 +198,7 @@ def _run_envelope(sealed: str) -> None:
             raise ConfigurationError("no HTTP runner installed: is the Pygigo Django app installed?")
         _state.result = _http_runner(function, envelope)
     else:
-        _state.result = function.fn(*envelope.args, **envelope.kwargs)
+        _state.result = function.run(*envelope.args, **envelope.kwargs)
 
 
 def will_retry(broker: dramatiq.Broker, message: Any, exception: BaseException | None) -> bool:

@@ -14,7 +14,6 @@ event to whatever broker ``PYGIGO_BROKER_URL`` built, so it never imports a conc
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -31,8 +30,7 @@ def boot() -> PygigoBroker:
     global _booted
     with _lock:
         if _booted is None:
-            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pygigo.default_site.settings")
-            worker.setup_django()
+            settings.ensure_django()
             worker.import_modules(settings.functions_modules())
             if not len(registry):
                 raise ConfigurationError(

@@ -10,15 +10,16 @@ On by default; each can be switched off or re-timed in settings::
         "schedule": "43 * * * *",
         "hook": "pygigo.django_site.scheduling.store.prune_runs",
         "options": {"older_than_s": 7 * 24 * 3600},
+        "app": "pygigo.django_site.scheduling",
     },
     "report_dead_letters": {"schedule": "0 * * * *"},            # hourly
         "prune_dead_messages": {"options": {"older_than_s": 600}},  # passed to the hook
     }
 
 Each job calls a *hook* by dotted path with its ``options`` as keyword arguments. Hooks that
-belong to other parts of Pygigo (the invocation store, the database broker) are looked up
-when the scheduler starts; when the target is not installed the job is left out with a debug
-log, so the scheduler works whichever of those parts a project uses. Unknown job names or keys
+belong to other parts of Pygigo (the invocation store, the database broker) need that part's
+Django app: when it is not in INSTALLED_APPS the job is left out (reported by the system check
+``pygigo.I001``), so the scheduler works whichever of those parts a project uses. Unknown job names or keys
 are refused, never ignored. Like every schedule, a job fires once per slot across replicas.
 """
 
@@ -29,6 +30,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from django.apps import apps
 from django.utils.module_loading import import_string
 
 from ..adapters.base import ConfigurationError, PygigoBroker, PygigoError
@@ -48,6 +50,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "schedule": "17 * * * *",
         "hook": "pygigo.django_site.store.prune",  # past PYGIGO_RESULT_TTL_S
         "options": {},
+        "app": "pygigo.django_site",
     },
     # db:// deletes a row when it is acknowledged; what is left to prune is old dead letters.
     "prune_dead_messages": {
@@ -55,26 +58,31 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "schedule": "*/10 * * * *",
         "hook": "pygigo.adapters.db.maintenance.prune_dead_letters",
         "options": {"older_than_s": 7 * 24 * 3600},
+        "app": "pygigo.adapters.db",
     },
     "requeue_expired_leases": {
         "enabled": True,
         "schedule": "@every 30s",
         "hook": "pygigo.adapters.db.maintenance.requeue_expired",
         "options": {},
+        "app": "pygigo.adapters.db",
     },
     "prune_schedule_runs": {
         "enabled": True,
         "schedule": "43 * * * *",
         "hook": "pygigo.django_site.scheduling.store.prune_runs",
         "options": {"older_than_s": 7 * 24 * 3600},
+        "app": "pygigo.django_site.scheduling",
     },
     "report_dead_letters": {
         "enabled": True,
         "schedule": "*/5 * * * *",
         "hook": "pygigo.platform.maintenance.report_dead_letters",
         "options": {},
+        "app": None,
     },
 }
+#: What PYGIGO_MAINTENANCE may change ("app", the Django app a hook needs, is not a setting).
 _KEYS = {"enabled", "schedule", "hook", "options"}
 
 
@@ -102,32 +110,41 @@ def job_config(overrides: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]
     return config
 
 
-def _resolve(job: str, path: str) -> Callable[..., Any] | None:
+def skipped_jobs(overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Enabled jobs left out because the Django app their hook needs is not installed:
+    {job: that app}."""
+    return {
+        job: config["app"]
+        for job, config in job_config(overrides).items()
+        if config["enabled"] and config["app"] and not apps.is_installed(config["app"])
+    }
+
+
+def _resolve(job: str, path: str) -> Callable[..., Any]:
     try:
         hook = import_string(path)
     except ImportError as exc:
-        # Expected while the part that provides it is not installed: not an error.
-        logger.debug("maintenance job %s skipped: %s is not installed (%s)", job, path, exc)
-        return None
+        raise ConfigurationError(
+            f"PYGIGO_MAINTENANCE[{job!r}]: hook {path!r} cannot be imported: {exc}"
+        ) from exc
     if not callable(hook):
         raise ConfigurationError(f"PYGIGO_MAINTENANCE[{job!r}]: hook {path!r} is not callable.")
     return hook
 
 
 def maintenance_schedules(overrides: Mapping[str, Any] | None = None) -> list[ScheduleSpec]:
-    """The enabled maintenance jobs whose hook is installed, as local schedules named
+    """The enabled maintenance jobs whose app is installed, as local schedules named
     ``pygigo.maintenance.<job>`` (misfire: run once after downtime)."""
     specs = []
+    skipped = skipped_jobs(overrides)
     for job, config in job_config(overrides).items():
-        if not config["enabled"]:
+        if not config["enabled"] or job in skipped:
             continue
         try:
             timing = parse_timing(str(config["schedule"]))
         except ConfigurationError as exc:
             raise ConfigurationError(f"PYGIGO_MAINTENANCE[{job!r}]: schedule: {exc}") from None
         hook = _resolve(job, str(config["hook"]))
-        if hook is None:
-            continue
         specs.append(
             ScheduleSpec(
                 name=PREFIX + job,

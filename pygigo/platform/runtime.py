@@ -35,8 +35,8 @@ logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_DiscardedResultFilt
 
 
 def build_middleware() -> list[Middleware]:
-    """Dramatiq's default middleware, Pygigo's envelope guard, then the classes named in
-    ``PYGIGO_MIDDLEWARE`` (so storage middleware sees only verified envelopes)."""
+    """Dramatiq's default middleware, Pygigo's envelope guard, then the registered classes and
+    those named in ``PYGIGO_MIDDLEWARE`` (so storage middleware sees only verified envelopes)."""
     from .invocations import EnvelopeGuard
 
     middleware: list[Middleware] = [cls() for cls in default_middleware]
@@ -51,9 +51,11 @@ def build_middleware() -> list[Middleware]:
 
 
 def get_broker() -> PygigoBroker:
-    """The broker this process sends to and consumes from, built on first use."""
+    """The broker this process sends to and consumes from, built on first use (configuring
+    Django first if nothing did, so a plain producer process reads the same settings)."""
     broker = _broker
     if broker is None:
+        settings.ensure_django()
         with _lock:
             broker = _broker
             if broker is None:

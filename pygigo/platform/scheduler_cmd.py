@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from ..adapters.base import ConfigurationError
@@ -23,12 +24,15 @@ from .maintenance import maintenance_schedules
 from .schedule_store import ScheduleStore
 from .scheduler import Scheduler, merge_schedules
 from .schedules import ScheduleSpec, schedules
-from .worker import import_modules, setup_django
+from .worker import import_modules, run_system_checks
 
 
 class Writer(Protocol):
     def write(self, text: str) -> Any: ...
 
+
+#: The database alias the scheduler's system checks read database schedules from.
+DATABASE = "default"
 
 _OPTION_NAMES = {"lease_s", "poll_s", "grace_s", "max_attempts", "retry_delay_s", "stale_after_s", "holder"}
 
@@ -43,12 +47,24 @@ def load_store() -> ScheduleStore:
     return store
 
 
+def stored_schedules(store: ScheduleStore) -> list[ScheduleSpec]:
+    """The store's schedules; a database that is not created or migrated yet says what to run."""
+    try:
+        return store.load_schedules()
+    except DatabaseError as exc:
+        raise ConfigurationError(
+            f"Cannot read the schedules from the database ({exc}). Create and migrate it: "
+            "`pygigo migrate` (or `manage.py migrate`)."
+        ) from exc
+
+
 def build_scheduler(modules: Sequence[str], **overrides: Any) -> Scheduler:
     """Django, the functions modules, the store, the maintenance jobs: a ready Scheduler.
     ``overrides`` (None values ignored) win over ``PYGIGO_SCHEDULER``. Imports ``modules`` and
     ``PYGIGO_FUNCTIONS`` (database schedules may name functions from either)."""
-    setup_django()
+    settings.ensure_django()
     import_modules([*modules, *settings.functions_modules()])
+    run_system_checks(databases=[DATABASE])
     options = {**settings.scheduler_options(), **{k: v for k, v in overrides.items() if v is not None}}
     unknown = set(options) - _OPTION_NAMES
     if unknown:
@@ -57,7 +73,9 @@ def build_scheduler(modules: Sequence[str], **overrides: Any) -> Scheduler:
             f"known: {', '.join(sorted(_OPTION_NAMES))}."
         )
     builtin = maintenance_schedules(settings.maintenance_overrides())
-    return Scheduler(load_store(), builtin=builtin, **options)
+    store = load_store()
+    stored_schedules(store)  # fail fast, before any replica starts
+    return Scheduler(store, builtin=builtin, **options)
 
 
 def run_scheduler(modules: Sequence[str], **overrides: Any) -> int:
@@ -105,10 +123,10 @@ def schedule_table(specs: Mapping[str, ScheduleSpec], now: datetime, count: int 
 def print_schedules(
     modules: Sequence[str], out: Writer, *, count: int = 3, now: datetime | None = None
 ) -> int:
-    setup_django()
+    settings.ensure_django()
     import_modules([*modules, *settings.functions_modules()])
     builtin = maintenance_schedules(settings.maintenance_overrides())
-    specs = merge_schedules(builtin, schedules, load_store().load_schedules())
+    specs = merge_schedules(builtin, schedules, stored_schedules(load_store()))
     out.write(schedule_table(specs, now or datetime.now(UTC), count) + "\n")
     if not specs:
         out.write("(no schedules: name your functions modules, or add rows in the admin)\n")

@@ -6,8 +6,9 @@ The environment wins so that one deployment artefact runs against any broker
 Settings:
   PYGIGO_BROKER_URL   the broker, by URL (default ``memory://``)
   PYGIGO_MIDDLEWARE   dotted paths of extra Dramatiq middleware classes, appended to
-                      Dramatiq's defaults (the Django site adds invocation tracking this way,
-                      so the platform never imports the site)
+                      Dramatiq's defaults and to the middleware installed apps registered with
+                      :func:`register_middleware` (the Django app's invocation tracking: the
+                      platform never imports the site, and a user's list never replaces it)
   PYGIGO_SIGNING_KEYS envelope HMAC keys, newest first (default: derived from SECRET_KEY)
   PYGIGO_FUNCTIONS    modules defining functions, for processes without a command line
   PYGIGO_SCHEDULE_STORE, PYGIGO_SCHEDULER, PYGIGO_MAINTENANCE   the scheduler (see below)
@@ -21,6 +22,11 @@ import os
 from typing import Any
 
 DEFAULT_BROKER_URL = "memory://"
+#: The Django project a process runs when DJANGO_SETTINGS_MODULE names none (by dotted path:
+#: the platform never imports the site).
+DEFAULT_DJANGO_SETTINGS = "pygigo.default_site.settings"
+
+_registered_middleware: list[str] = []
 
 
 def setting(name: str, default: Any = None) -> Any:
@@ -38,11 +44,42 @@ def broker_url() -> str:
     return str(setting("PYGIGO_BROKER_URL") or DEFAULT_BROKER_URL)
 
 
+def register_middleware(path: str) -> None:
+    """Install the worker middleware at ``path`` in every broker this process builds (called
+    by an app's ``ready()``; idempotent)."""
+    if path not in _registered_middleware:
+        _registered_middleware.append(path)
+
+
 def middleware_paths() -> list[str]:
+    """The registered middleware, then ``PYGIGO_MIDDLEWARE`` (duplicates dropped)."""
     value = setting("PYGIGO_MIDDLEWARE") or []
     if isinstance(value, str):
         value = [path for path in value.split(",") if path.strip()]
-    return [str(path).strip() for path in value]
+    paths = [*_registered_middleware, *(str(path).strip() for path in value)]
+    return list(dict.fromkeys(paths))
+
+
+def ensure_django() -> None:
+    """Configure Django if nothing did yet: ``DJANGO_SETTINGS_MODULE``, else Pygigo's default
+    site. Every process (worker, scheduler, web, a plain ``python -c`` producer) then reads the
+    same settings: the same broker, signing keys and database."""
+    from django.conf import settings
+
+    if settings.configured:
+        return
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", DEFAULT_DJANGO_SETTINGS)
+    import django
+
+    try:
+        django.setup()
+    except ImportError as exc:
+        from ..adapters.base import ConfigurationError
+
+        raise ConfigurationError(
+            f"DJANGO_SETTINGS_MODULE={os.environ['DJANGO_SETTINGS_MODULE']!r} cannot be imported "
+            f"({exc}): fix it, or unset it to use Pygigo's default site."
+        ) from exc
 
 
 def signing_keys() -> list[str]:

@@ -20,7 +20,7 @@ import dramatiq
 from dramatiq import cli as dramatiq_cli
 
 from ..adapters.base import ConfigurationError
-from . import runtime
+from . import runtime, settings
 from .registry import registry
 
 logger = logging.getLogger("pygigo.worker")
@@ -31,22 +31,22 @@ BOOT = f"{__name__}:boot"
 def boot() -> None:
     """Entry point of each worker process (Dramatiq's "broker" argument): Django first, so
     functions may use the ORM, then the broker, bound to every registered function."""
-    setup_django()
+    settings.ensure_django()
     dramatiq.set_broker(runtime.get_broker())
 
 
-def setup_django() -> None:
-    import django
-    from django.conf import settings
+def run_system_checks(*, databases: Sequence[str] = ()) -> None:
+    """Django's system checks (Pygigo's among them), as ``manage.py check`` runs them: errors
+    stop the start with their hints, warnings and notes are printed and the start goes on."""
+    from django.core import checks
 
-    if settings.configured:
-        return
-    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
-        raise ConfigurationError(
-            "DJANGO_SETTINGS_MODULE is not set. Run workers with the `pygigo` command (it defaults "
-            "to Pygigo's own site) or `manage.py pygigo_worker`."
-        )
-    django.setup()
+    messages = [m for m in checks.run_checks(databases=list(databases) or None) if not m.is_silenced()]
+    for message in messages:
+        if not message.is_serious():
+            print(f"pygigo: {message}", file=sys.stderr)
+    errors = [str(m) for m in messages if m.is_serious()]
+    if errors:
+        raise ConfigurationError("System check failed:\n" + "\n".join(errors))
 
 
 def import_modules(modules: Sequence[str]) -> None:
@@ -73,8 +73,10 @@ def check_queues(queues: Sequence[str]) -> None:
 
 
 def preflight(modules: Sequence[str], queues: Sequence[str]) -> None:
-    """Everything that can fail before forking: imports, queue names, reaching the broker."""
-    setup_django()
+    """Everything that can fail before forking: system checks, imports, queue names, reaching
+    the broker."""
+    settings.ensure_django()
+    run_system_checks()
     import_modules(modules)
     if not len(registry):
         raise ConfigurationError(

@@ -57,7 +57,16 @@ from dramatiq.common import q_name
 from dramatiq.errors import QueueJoinTimeout, QueueNotFound
 from dramatiq.middleware import Middleware
 
-from ..base import BrokerURL, Capabilities, ConfigurationError, Option, PygigoBroker, QueueStats, parse_bool
+from ..base import (
+    BrokerUnavailable,
+    BrokerURL,
+    Capabilities,
+    ConfigurationError,
+    Option,
+    PygigoBroker,
+    QueueStats,
+    parse_bool,
+)
 from . import doorbell
 
 if TYPE_CHECKING:
@@ -111,7 +120,8 @@ class DatabaseBroker(PygigoBroker, _Table):
         "poll_interval_ms": Option(_positive_int, 100, "longest idle sleep between looks (ms)"),
         "notify": Option(parse_bool, True, "PostgreSQL LISTEN/NOTIFY doorbell (true/false)"),
     }
-    driver_errors = (django.db.OperationalError, django.db.InterfaceError)
+    # ProgrammingError: PostgreSQL's "relation does not exist" (not migrated).
+    driver_errors = (django.db.OperationalError, django.db.InterfaceError, django.db.ProgrammingError)
 
     def __init__(
         self,
@@ -276,8 +286,22 @@ class DatabaseBroker(PygigoBroker, _Table):
         if self.model._meta.db_table not in tables:
             raise ConfigurationError(
                 f"The db:// broker's table {self.model._meta.db_table!r} is missing in database "
-                f"{self.endpoint}. Run: manage.py migrate pygigo_db --database {self.alias}"
+                f"{self.endpoint}. {self.migrate_hint()}"
             )
+
+    def migrate_hint(self) -> str:
+        database = "" if self.alias == "default" else f" --database {self.alias}"
+        return f"Create and migrate it: `pygigo migrate{database}` (or `manage.py migrate{database}`)."
+
+    def unavailable(self, exc: BaseException) -> BrokerUnavailable:
+        """A database that is not there yet (SQLite file's folder missing, tables not migrated)
+        is not an outage: say what to run instead of "is the server running?"."""
+        text = str(exc)
+        if any(sign in text for sign in _NOT_READY):
+            return BrokerUnavailable(
+                f"The db:// broker's database {self.endpoint} is not ready ({text}). {self.migrate_hint()}"
+            )
+        return super().unavailable(exc)
 
     def queue_stats(self, queue_name: str) -> QueueStats:
         from django.db.models import Count, Q
@@ -294,6 +318,10 @@ class DatabaseBroker(PygigoBroker, _Table):
                 )
             )
         return QueueStats(ready=counts["ready"], delayed=counts["delayed"], dead=counts["dead"])
+
+
+#: Driver messages meaning "this database was never created or migrated" (SQLite, PostgreSQL).
+_NOT_READY = ("unable to open database file", "no such table", "does not exist")
 
 
 def _describe(alias: str) -> str:

@@ -4,7 +4,7 @@ Every API view is wrapped in :func:`api_view`: an :class:`ApiError` becomes its 
 response, anything else a JSON 500 (logged with its traceback) — never Django's HTML page.
 
 Codes: ``not_found``, ``function_not_found``, ``not_authenticated``, ``invalid_api_key``,
-``csrf_failed``, ``malformed_json``, ``method_not_allowed``, ``payload_too_large``,
+``csrf_failed``, ``malformed_json``, ``bad_arguments``, ``method_not_allowed``, ``payload_too_large``,
 ``rate_limited``, ``idempotency_key_reused``, ``invalid_header``, ``not_cancellable``,
 ``no_result``, ``function_failed``, ``internal_error``.
 """

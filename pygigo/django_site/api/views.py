@@ -24,7 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 from pygigo.adapters.base import MessageTooLarge
 from pygigo.platform import settings as pygigo_settings
 from pygigo.platform.envelope import Envelope, offload_body
-from pygigo.platform.functions import Function
+from pygigo.platform.functions import BadArguments, Function
 from pygigo.platform.registry import registry
 
 from .. import store
@@ -162,6 +162,12 @@ def accept(
         envelope = offload_large_body(envelope)
     else:
         args, kwargs = call_arguments(body)
+        try:
+            function.check_arguments(tuple(args), kwargs)
+        except BadArguments as exc:
+            raise ApiError(
+                400, "bad_arguments", f"The arguments do not fit {exc}. Fix the JSON body."
+            ) from None
         envelope = Envelope(
             function=function.name,
             kind="call",

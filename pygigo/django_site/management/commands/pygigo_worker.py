@@ -10,6 +10,8 @@ from pygigo.platform import worker
 
 
 class Command(BaseCommand):
+    # The command runs them itself (pygigo.platform.worker.run_system_checks), like `pygigo …`.
+    requires_system_checks: list[str] = []
     help = "Run Pygigo workers for the functions in the given modules (same options as `pygigo worker`)."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:

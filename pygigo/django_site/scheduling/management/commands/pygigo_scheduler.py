@@ -10,6 +10,8 @@ from pygigo.platform import scheduler_cmd
 
 
 class Command(BaseCommand):
+    # The command runs them itself (pygigo.platform.worker.run_system_checks), like `pygigo …`.
+    requires_system_checks: list[str] = []
     help = "Run a Pygigo scheduler replica (same options as `pygigo scheduler`)."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:

@@ -240,17 +240,33 @@ def test_admin_requeues_a_dead_letter_with_fresh_retries(broker: DatabaseBroker,
     assert (stats.ready, stats.dead) == (1, 0)
 
 
-def test_worker_on_an_unmigrated_database_names_the_migration(tmp_path: Path) -> None:
-    env = dict(os.environ, PYGIGO_BROKER_URL="db://", PYGIGO_SQLITE_PATH=str(tmp_path / "fresh.sqlite3"))
-    result = subprocess.run(
+@pytest.mark.parametrize("database", ["fresh.sqlite3", "missing-folder/fresh.sqlite3"])
+def test_worker_and_producer_on_an_unmigrated_database_say_run_migrate(tmp_path: Path, database: str) -> None:
+    """Not migrated, or its folder does not exist: "run `pygigo migrate`", never "is the server
+    running?" (which is what a missing SQLite folder used to produce)."""
+    env = dict(os.environ, PYGIGO_BROKER_URL="db://", PYGIGO_SQLITE_PATH=str(tmp_path / database))
+    env.pop("DJANGO_SETTINGS_MODULE")  # a plain process: Pygigo's default site
+    worker = subprocess.run(
         [sys.executable, "-m", "pygigo", "worker", "tests.adapters.db_functions"],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
-    assert "manage.py migrate pygigo_db --database default" in result.stderr
+    assert worker.returncode == 2
+    assert "`pygigo migrate` (or `manage.py migrate`)" in worker.stderr
+    assert "Is the server running" not in worker.stderr
+    producer = subprocess.run(
+        [sys.executable, "-c", "from tests.adapters.db_functions import mark; mark.send(\"/tmp\", 1)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert producer.returncode == 1
+    last_line = producer.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("pygigo.adapters.errors.BrokerUnavailable: The db:// broker's database")
+    assert last_line.endswith("Create and migrate it: `pygigo migrate` (or `manage.py migrate`).")
 
 
 def test_maintenance_requeues_expired_leases_and_prunes_old_dead_letters() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.urls import reverse
 
 from pygigo.adapters.base import PygigoBroker
 from pygigo.django_site.queues import queue_rows
@@ -19,11 +20,14 @@ def test_queue_page_shows_counts_as_bars_to_staff_only(broker: PygigoBroker) -> 
     assert (row["ready"], row["delayed"], row["dead"]) == (2, 1, 0)
     assert (row["ready_pct"], row["delayed_pct"]) == (100.0, 50.0)
 
-    assert Client().get("/admin/pygigo-queues/").status_code == 302  # to the admin login
+    # In the project's own admin site (the app mounts no admin of its own).
+    url = reverse("admin:pygigo-queues")
+    assert url == "/admin/pygigo/invocation/queues/"
+    assert Client().get(url).status_code == 302  # to the admin login
     staff = get_user_model().objects.create_user("queues-staff", password="pw", is_staff=True)
     client = Client()
     client.force_login(staff)
-    page = client.get("/admin/pygigo-queues/")
+    page = client.get(url)
     assert page.status_code == 200
     html = page.content.decode()
     assert f"<code>{functions.QUEUE}</code>" in html

@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.core import checks
+from django.test import override_settings
 
 from pygigo.adapters.base import ConfigurationError, QueueStats
 from pygigo.adapters.memory import MemoryBroker
@@ -57,23 +60,28 @@ def test_bad_configuration_is_refused(overrides: dict[str, Any], message: str) -
         maintenance.maintenance_schedules(overrides)
 
 
-def test_jobs_whose_hook_is_not_installed_are_skipped_with_a_debug_log(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.DEBUG, logger="pygigo.scheduler.maintenance")
-    specs = maintenance.maintenance_schedules(
-        {
-            "prune_invocations": {"hook": "pygigo_not_installed.maintenance.prune"},
-            "requeue_expired_leases": False,
+def test_jobs_whose_app_is_not_installed_are_skipped_not_crashed() -> None:
+    """A project on Redis without the db:// broker's app: its jobs are left out (the scheduler
+    used to die importing that app's models) and the system check says so at info level."""
+    apps = [a for a in settings.INSTALLED_APPS if a != "pygigo.adapters.db"]
+    with override_settings(INSTALLED_APPS=apps):
+        assert maintenance.skipped_jobs(None) == {
+            "prune_dead_messages": "pygigo.adapters.db",
+            "requeue_expired_leases": "pygigo.adapters.db",
         }
+        names = {spec.name for spec in maintenance.maintenance_schedules({"prune_invocations": False})}
+        infos = [m for m in checks.run_checks() if m.id == "pygigo.I001"]
+    assert names == {"pygigo.maintenance.prune_schedule_runs", "pygigo.maintenance.report_dead_letters"}
+    assert sorted(m.level for m in infos) == [checks.INFO, checks.INFO]
+    assert "'requeue_expired_leases' is skipped: it needs the app 'pygigo.adapters.db'" in " ".join(
+        m.msg for m in infos
     )
-    names = {spec.name for spec in specs}
-    assert "pygigo.maintenance.prune_invocations" not in names
-    assert "pygigo.maintenance.report_dead_letters" in names  # built in, always there
-    assert "pygigo.maintenance.requeue_expired_leases" not in names  # switched off
-    assert any(
-        "prune_invocations skipped" in r.message and r.levelno == logging.DEBUG for r in caplog.records
-    )
+    assert maintenance.skipped_jobs(None) == {}  # installed again: nothing skipped
+
+
+def test_a_hook_that_does_not_import_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"hook 'pygigo_not_installed\.prune' cannot be imported"):
+        maintenance.maintenance_schedules({"prune_invocations": {"hook": "pygigo_not_installed.prune"}})
 
 
 def test_a_maintenance_job_runs_in_the_leader_once_per_slot(broker: MemoryBroker) -> None:

@@ -27,11 +27,12 @@ from .adapters.errors import (
     PygigoError,
     QueueMissing,
 )
-from .platform.functions import Function, FunctionOptions, function
+from .platform.functions import BadArguments, Function, FunctionOptions, function
 from .platform.runtime import get_broker, set_broker
 from .platform.schedules import cron, every
 
 __all__ = [
+    "BadArguments",
     "BrokerError",
     "BrokerUnavailable",
     "CapabilityError",

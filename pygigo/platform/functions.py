@@ -178,6 +178,7 @@ class Function(Generic[P, R]):
         """
         from .invocations import get_invoker
 
+        self.check_arguments(args, kwargs)
         return get_invoker()(self, args, kwargs, wait)
 
     def send_many(self, calls: Iterable[tuple[Any, ...] | dict[str, Any]]) -> list[dramatiq.Message[R]]:
@@ -207,6 +208,11 @@ class Function(Generic[P, R]):
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        # Evaluated annotations read better in error messages ("x: int", not "x: 'int'").
+        return inspect.signature(fn, eval_str=True)
+    except Exception:  # an annotation naming what only exists for type checkers
+        pass
     try:
         return inspect.signature(fn)
     except (TypeError, ValueError):  # some builtins have none: their arguments go unchecked

@@ -257,7 +257,7 @@ def test_worker_and_producer_on_an_unmigrated_database_say_run_migrate(tmp_path:
     assert "`pygigo migrate` (or `manage.py migrate`)" in worker.stderr
     assert "Is the server running" not in worker.stderr
     producer = subprocess.run(
-        [sys.executable, "-c", "from tests.adapters.db_functions import mark; mark.send(\"/tmp\", 1)"],
+        [sys.executable, "-c", 'from tests.adapters.db_functions import mark; mark.send("/tmp", 1)'],
         env=env,
         capture_output=True,
         text=True,

@@ -81,6 +81,26 @@ def test_plain_function_takes_json_arguments_over_http(
     assert not_json.status_code == 400 and "array" in not_json.json()["detail"]
 
 
+def test_arguments_that_do_not_bind_are_refused_at_the_door(
+    broker: PygigoBroker, key_client: tuple[Client, Any]
+) -> None:
+    """Refused with 400 naming the parameter, not accepted and retried into the dead letters."""
+    client, _ = key_client
+    before = Invocation.objects.count()
+    for body, problem in [
+        (b"[1]", "missing a required argument: 'y'"),
+        (b'{"x": 1, "y": 2, "z": 3}', "got an unexpected keyword argument 'z'"),
+        (b"[1, 2, 3]", "too many positional arguments"),
+    ]:
+        response = client.post("/fn/fe_add", data=body, content_type="application/json")
+        assert response.status_code == 400
+        assert response.json()["code"] == "bad_arguments"
+        assert "fe_add(x: int, y: int) -> int" in response.json()["detail"]
+        assert problem in response.json()["detail"]
+    assert Invocation.objects.count() == before
+    assert broker.queue_stats(functions.QUEUE).ready == 0
+
+
 def test_prefer_wait_times_out_into_a_202(broker: PygigoBroker) -> None:
     response = Client().post("/fn/fe_echo", headers={"Prefer": "wait=0.05"})
     assert response.status_code == 202

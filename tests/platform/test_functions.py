@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import dramatiq
 import pytest
 
 import pygigo
@@ -134,3 +135,29 @@ def test_returned_values_do_not_warn_on_every_message(caplog: pytest.LogCaptureF
         worker.stop()
         runtime.reset()
     assert not [r for r in caplog.records if "Results middleware" in r.getMessage()]
+
+
+@pygigo.function(queue="bind-test", max_retries=3, min_backoff_s=0, max_backoff_s=0)
+def needs_two(x: int, y: int) -> int:
+    return x + y
+
+
+def test_arguments_that_do_not_bind_are_refused_when_sent_and_never_retried_on_a_worker(
+    memory_broker: MemoryBroker,
+) -> None:
+    with pytest.raises(pygigo.BadArguments, match="missing a required argument: 'y'"):
+        needs_two.send(1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'z'"):
+        needs_two.send_many([(1, 2), {"x": 1, "y": 2, "z": 3}])
+    # A message that skipped the check (sent by older code, or by hand) fails once, for good.
+    needs_two.actor.send(1)
+    worker = dramatiq.Worker(memory_broker, worker_threads=1, worker_timeout=50)
+    worker.start()
+    try:
+        worker.join()
+    finally:
+        worker.stop()
+    stats = memory_broker.queue_stats("bind-test")
+    assert (stats.ready, stats.delayed, stats.dead) == (0, 0, 1)
+    (dead,) = memory_broker.dead_letters
+    assert dead.options.get("retries", 0) == 0

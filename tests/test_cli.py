@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,31 @@ def test_worker_serves_only_the_queues_asked_for(tmp_path: Path) -> None:
             if keys:
                 broker.client.delete(*keys)  # type: ignore[attr-defined]
             runtime.reset()
+
+
+def test_a_fresh_machine_is_told_to_migrate_then_every_process_shares_one_database(tmp_path: Path) -> None:
+    """No DJANGO_SETTINGS_MODULE, a data folder that does not exist yet: `pygigo schedules`
+    says what to run (it used to end in a traceback), `pygigo migrate` creates it, and a plain
+    `python -c` producer on db:// configures Django itself and writes to that same database."""
+    home = tmp_path / "home"
+    env = {**os.environ, "PYGIGO_HOME": str(home), "PYGIGO_BROKER_URL": "db://", "PYTHONPATH": os.getcwd()}
+    for name in ("DJANGO_SETTINGS_MODULE", "PYGIGO_SQLITE_PATH"):
+        env.pop(name, None)
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    before = run(sys.executable, "-m", "pygigo", "schedules", "tests.cli_functions")
+    assert before.returncode == 2
+    assert before.stderr.count("\n") == 1 and "`pygigo migrate` (or `manage.py migrate`)" in before.stderr
+    assert run(sys.executable, "-m", "pygigo", "migrate").returncode == 0
+    assert (home / "pygigo.sqlite3").exists()
+    after = run(sys.executable, "-m", "pygigo", "schedules", "tests.cli_functions")
+    assert after.returncode == 0 and "pygigo.maintenance.requeue_expired_leases" in after.stdout
+    producer = run(
+        sys.executable, "-c", f"from tests.cli_functions import report; report.send({str(tmp_path)!r})"
+    )
+    assert producer.returncode == 0, producer.stderr
+    with sqlite3.connect(home / "pygigo.sqlite3") as db:
+        (queued,) = db.execute("SELECT count(*) FROM pygigo_db_message").fetchone()
+    assert queued == 1

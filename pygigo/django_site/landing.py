@@ -26,7 +26,11 @@ def home(request: HttpRequest) -> HttpResponse:
         ("Functions (JSON)", _url("pygigo-functions")),
     ]
     context = {
-        "functions": sorted(registry, key=lambda fn: fn.name),
+        # Plain values: templates call callables, and a Function is one.
+        "functions": [
+            {"name": fn.name, "queue": fn.queue, "public": fn.options.public}
+            for fn in sorted(registry, key=lambda fn: fn.name)
+        ],
         "links": [(label, url) for label, url in links if url],
         "broker": runtime.get_broker().scheme,
     }

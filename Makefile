@@ -25,7 +25,7 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q -rs $(PYTEST_ARGS)
 
 dev: $(STAMP)
-	$(BIN)/pygigo dev
+	PYGIGO_HOME=$(CURDIR)/var $(BIN)/pygigo dev
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -114,6 +114,8 @@ def set_invoker(invoker: Invoker) -> None:
 
 def get_invoker() -> Invoker:
     if _invoker is None:
+        settings.ensure_django()  # a plain process: the installed app registers the invoker
+    if _invoker is None:
         raise ConfigurationError(
             "fn.invoke() records invocations in the Django database: add "
             "'pygigo.django_site.apps.PygigoConfig' to INSTALLED_APPS (or use fn.send())."

@@ -38,9 +38,6 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    # Pygigo (README, "Add Pygigo to your Django project"):
-    "pygigo.django_site",
-    "pygigo.django_site.scheduling",
 ]
 
 MIDDLEWARE = [
@@ -125,9 +122,16 @@ STATIC_URL = "static/"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Pygigo (README, "Add Pygigo to your Django project").
-PYGIGO_BROKER_URL = os.environ.get("PYGIGO_BROKER_URL", "redis://127.0.0.1:6379/0")
-PYGIGO_FUNCTIONS = ["mysite.functions"]
-# Only with the database broker (db://): its table lives in this app.
-if PYGIGO_BROKER_URL.startswith("db://"):
+# Pygigo: the README's "Add Pygigo to your Django project", step 2.
+INSTALLED_APPS += [
+    "pygigo.django_site",  # API, invocation tracking, admin pages, commands, checks
+    "pygigo.django_site.scheduling",  # cron schedules: admin, manage.py pygigo_scheduler
+    # "pygigo.adapters.db",           # only with PYGIGO_BROKER_URL = "db://"
+]
+PYGIGO_BROKER_URL = "redis://127.0.0.1:6379/0"
+PYGIGO_FUNCTIONS = ["mysite.functions"]  # the modules that define your functions
+
+# The environment wins over settings (PYGIGO_BROKER_URL=db:// python manage.py ...); the
+# database broker's table lives in its own app.
+if os.environ.get("PYGIGO_BROKER_URL", PYGIGO_BROKER_URL).startswith("db://"):
     INSTALLED_APPS.append("pygigo.adapters.db")

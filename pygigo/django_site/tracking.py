@@ -1,7 +1,8 @@
 """Worker middleware that records each invocation's life cycle in the database.
 
-Enabled through ``PYGIGO_MIDDLEWARE`` (the platform loads it by dotted path and never
-imports the site). It acts only on envelope messages, after :class:`EnvelopeGuard` verified
+Installed by the app itself: its ``ready()`` registers this class's dotted path with the
+platform (``pygigo.platform.settings.register_middleware``), which loads it into every broker
+it builds and never imports the site. It acts only on envelope messages, after :class:`EnvelopeGuard` verified
 them, so a forged message cannot touch any row; plain ``fn.send`` messages cost one string
 comparison per hook.
 

@@ -5,22 +5,16 @@ On by default; each can be switched off or re-timed in settings::
 
     PYGIGO_MAINTENANCE = {
         "prune_invocations": False,                                  # off
-        "prune_schedule_runs": {
-        "enabled": True,
-        "schedule": "43 * * * *",
-        "hook": "pygigo.django_site.scheduling.store.prune_runs",
-        "options": {"older_than_s": 7 * 24 * 3600},
-        "app": "pygigo.django_site.scheduling",
-    },
-    "report_dead_letters": {"schedule": "0 * * * *"},            # hourly
+        "report_dead_letters": {"schedule": "0 * * * *"},            # hourly
         "prune_dead_messages": {"options": {"older_than_s": 600}},  # passed to the hook
     }
 
 Each job calls a *hook* by dotted path with its ``options`` as keyword arguments. Hooks that
 belong to other parts of Pygigo (the invocation store, the database broker) need that part's
-Django app: when it is not in INSTALLED_APPS the job is left out (reported by the system check
-``pygigo.I001``), so the scheduler works whichever of those parts a project uses. Unknown job names or keys
-are refused, never ignored. Like every schedule, a job fires once per slot across replicas.
+Django app: when it is not in INSTALLED_APPS the job is left out (the system check
+``pygigo.I001`` says so), so the scheduler works whichever of those parts a project uses.
+Unknown job names or keys, and hooks that do not import, are refused, never ignored. Like every
+schedule, a job fires once per slot across replicas.
 """
 
 from __future__ import annotations

@@ -31,9 +31,6 @@ class Writer(Protocol):
     def write(self, text: str) -> Any: ...
 
 
-#: The database alias the scheduler's system checks read database schedules from.
-DATABASE = "default"
-
 _OPTION_NAMES = {"lease_s", "poll_s", "grace_s", "max_attempts", "retry_delay_s", "stale_after_s", "holder"}
 
 
@@ -64,7 +61,7 @@ def build_scheduler(modules: Sequence[str], **overrides: Any) -> Scheduler:
     ``PYGIGO_FUNCTIONS`` (database schedules may name functions from either)."""
     settings.ensure_django()
     import_modules([*modules, *settings.functions_modules()])
-    run_system_checks(databases=[DATABASE])
+    run_system_checks(databases=["default"])  # database schedules too
     options = {**settings.scheduler_options(), **{k: v for k, v in overrides.items() if v is not None}}
     unknown = set(options) - _OPTION_NAMES
     if unknown:

@@ -68,17 +68,19 @@ def ensure_django() -> None:
 
     if settings.configured:
         return
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", DEFAULT_DJANGO_SETTINGS)
+    module = os.environ.setdefault("DJANGO_SETTINGS_MODULE", DEFAULT_DJANGO_SETTINGS)
     import django
 
     try:
         django.setup()
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if not exc.name or not module.startswith(exc.name):
+            raise  # something the settings import is missing: its own message says what
         from ..adapters.base import ConfigurationError
 
         raise ConfigurationError(
-            f"DJANGO_SETTINGS_MODULE={os.environ['DJANGO_SETTINGS_MODULE']!r} cannot be imported "
-            f"({exc}): fix it, or unset it to use Pygigo's default site."
+            f"DJANGO_SETTINGS_MODULE={module!r} cannot be imported ({exc}): run from the directory "
+            "that contains it (or add it to PYTHONPATH), or unset it to use Pygigo's default site."
         ) from exc
 
 

@@ -73,27 +73,25 @@ def ensure_api_key(var_dir: Path) -> str:
 
 
 #: Sample JSON values for annotated parameters (anything else gets a number).
-_SAMPLES: dict[object, object] = {
-    str: "text",
-    bool: True,
-    float: 1.5,
-    "str": "text",
-    "bool": True,
-    "float": 1.5,
-}
+_SAMPLES: dict[object, object] = {str: "text", bool: True, float: 1.5}
 
 
 def sample_arguments(function: Function[..., object]) -> list[object]:
     """Positional JSON arguments for ``function``'s required parameters: 1, 2, ... unless an
     annotation says otherwise (so `add(x, y)` gets `[1, 2]`)."""
-    values: list[object] = []
-    for parameter in inspect.signature(function.fn).parameters.values():
-        if parameter.default is inspect.Parameter.empty and parameter.kind in (
-            inspect.Parameter.POSITIONAL_ONLY,
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        ):
-            values.append(_SAMPLES.get(parameter.annotation, len(values) + 1))
-    return values
+    parameters = function.signature.parameters.values() if function.signature else []
+    return [
+        _SAMPLES.get(parameter.annotation, position)
+        for position, parameter in enumerate(
+            (
+                p
+                for p in parameters
+                if p.default is inspect.Parameter.empty
+                and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            ),
+            start=1,
+        )
+    ]
 
 
 def example_curl(base_url: str, api_key: str) -> str | None:
@@ -101,7 +99,10 @@ def example_curl(base_url: str, api_key: str) -> str | None:
     function = next(iter(registry), None)
     if function is None:
         return None
-    line = f"curl -s -X POST {base_url}fn/{function.name} -H 'Authorization: Bearer {api_key}' -H 'Prefer: wait=5'"
+    line = (
+        f"curl -s -X POST {base_url}fn/{function.name} -H 'Authorization: Bearer {api_key}' "
+        "-H 'Prefer: wait=5'"
+    )
     if function.is_view:
         return line
     return f"{line} -H 'Content-Type: application/json' -d '{json.dumps(sample_arguments(function))}'"

@@ -32,3 +32,12 @@ def test_queue_page_shows_counts_as_bars_to_staff_only(broker: PygigoBroker) -> 
     html = page.content.decode()
     assert f"<code>{functions.QUEUE}</code>" in html
     assert 'class="pg-bar pg-ready" style="width: 100.0%"' in html
+
+
+def test_landing_page_lists_the_functions_and_links_admin_queues_and_openapi(broker: PygigoBroker) -> None:
+    page = Client().get("/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<code>POST /fn/fe_add</code>" in html
+    for link in ("/admin/", "/admin/pygigo/invocation/queues/", "/openapi.json"):
+        assert f'href="{link}"' in html

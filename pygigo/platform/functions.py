@@ -112,9 +112,14 @@ class Function(Generic[P, R]):
             raise BadArguments(f"{self.name}{self.signature}: {exc}") from None
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
-        """Run here after checking the arguments bind (what a worker runs)."""
-        self.check_arguments(args, kwargs)
-        return self.fn(*args, **kwargs)
+        """Run here (what a worker runs); arguments that cannot bind raise BadArguments."""
+        try:
+            return self.fn(*args, **kwargs)
+        except TypeError:
+            # Checked only now, so a call that binds pays nothing: a TypeError from the
+            # function's own code stays a TypeError (retried), one from binding does not.
+            self.check_arguments(args, kwargs)
+            raise
 
     def bind(self, broker: dramatiq.Broker) -> dramatiq.Actor[P, R]:
         """Declare this function as an actor on ``broker`` (idempotent per broker)."""

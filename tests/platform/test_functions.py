@@ -142,6 +142,11 @@ def needs_two(x: int, y: int) -> int:
     return x + y
 
 
+@pygigo.function(queue="bind-test", max_retries=1, min_backoff_s=0, max_backoff_s=0)
+def buggy(x: int) -> int:
+    return x + "1"  # type: ignore[operator]  # a TypeError of its own: a bug, retried like any
+
+
 def test_arguments_that_do_not_bind_are_refused_when_sent_and_never_retried_on_a_worker(
     memory_broker: MemoryBroker,
 ) -> None:
@@ -149,8 +154,10 @@ def test_arguments_that_do_not_bind_are_refused_when_sent_and_never_retried_on_a
         needs_two.send(1)
     with pytest.raises(TypeError, match="unexpected keyword argument 'z'"):
         needs_two.send_many([(1, 2), {"x": 1, "y": 2, "z": 3}])
-    # A message that skipped the check (sent by older code, or by hand) fails once, for good.
+    # A message that skipped the check (sent by older code, or by hand) fails once, for good,
+    # while a TypeError raised by the function's own code is retried as usual.
     needs_two.actor.send(1)
+    buggy.send(1)
     worker = dramatiq.Worker(memory_broker, worker_threads=1, worker_timeout=50)
     worker.start()
     try:
@@ -158,6 +165,6 @@ def test_arguments_that_do_not_bind_are_refused_when_sent_and_never_retried_on_a
     finally:
         worker.stop()
     stats = memory_broker.queue_stats("bind-test")
-    assert (stats.ready, stats.delayed, stats.dead) == (0, 0, 1)
-    (dead,) = memory_broker.dead_letters
-    assert dead.options.get("retries", 0) == 0
+    assert (stats.ready, stats.delayed, stats.dead) == (0, 0, 2)
+    retries = {m.actor_name: m.options.get("retries", 0) for m in memory_broker.dead_letters}
+    assert retries == {"needs_two": 0, "buggy": 2}  # Dramatiq counts every failed attempt

@@ -13,20 +13,24 @@ a fall-back day, and returns non-existent wall times on a spring-forward day. So
 computed here, once, and ``CronSchedule.trigger`` is a thin ``BaseTrigger`` over that
 computation: the scheduler and the misfire logic can never disagree.
 
-Semantics
+Semantics (cronie's, checked against a model of its source in tests/platform/test_cron_cronie.py)
 - 5 fields: minute hour day-of-month month day-of-week; ``*``, lists, ranges, steps
-  (``*/15``, ``1-5/2``, ``5/15`` = ``5-max/15``); month names jan..dec, weekday names
-  sun..sat (case-insensitive); weekday 0 and 7 are both Sunday. Aliases ``@hourly @daily
-  @midnight @weekly @monthly @yearly @annually``.
+  (``*/15``, ``1-5/2``); month names jan..dec, weekday names sun..sat (case-insensitive);
+  weekday 0 and 7 are both Sunday, and ``sun`` ending a range is 7 (``fri-sun``). Numbers are
+  ASCII digits. Aliases ``@hourly @daily @midnight @weekly @monthly @yearly @annually``.
+  Two extensions cronie refuses: ``5/15`` means ``5-59/15`` (as in APScheduler and croniter),
+  and ``fri-sun`` (cronie reads ``sun`` as 0 there, a backwards range).
 - Day rule (Vixie/cronie): if day-of-month or day-of-week starts with ``*`` the day must
-  match both; if both are restricted a day matches when EITHER matches.
-- Daylight saving, in the schedule's zone. A schedule whose hour field covers all 24 hours
-  follows real time; any other schedule names wall-clock times:
-  * spring forward (wall time skipped): hour-covering schedules just skip the missing wall
-    times (``0 * * * *`` fires each real hour once); wall-clock schedules run at the first
-    valid instant after the gap, like Vixie cron (Paris ``30 2 * * *`` runs at 03:00 CEST);
-  * fall back (wall time repeated): hour-covering schedules fire in both passes (each real
-    hour once); wall-clock schedules fire only in the first pass (02:30 runs once).
+  match both; if both are restricted a day matches when EITHER matches. A schedule whose days
+  can never come (``0 0 31 2 *``) is refused with a CronError saying so.
+- Daylight saving, in the schedule's zone, as cronie's main loop does it (``cron.c``: its
+  ``find_jobs`` tells "wildcard" jobs, ``MIN_STAR | HR_STAR``, from the others):
+  * a **wall-clock** job (its minute *or* hour field starts with ``*``: ``*/15 2 * * *``,
+    ``0 * * * *``, ``@hourly``) fires whenever the wall clock shows a matching time: times
+    skipped by spring forward are not made up, times repeated by fall back fire in both passes;
+  * a **fixed-time** job (neither starts with ``*``: ``30 2 * * *``, ``0 0-23 * * *``) runs a
+    skipped time at the first instant after the gap (Paris ``30 2 * * *`` at 03:00 CEST) and a
+    repeated time only in the first pass.
   Several slots landing on one instant fire once.
 - Returned datetimes carry a fixed-offset ``datetime.timezone`` (offset and abbreviation of
   the schedule's zone at that instant). Why: Python compares two datetimes with the *same*
@@ -78,14 +82,19 @@ ALIASES = {
     "@annually": "0 0 1 1 *",
 }
 _ITEM = re.compile(r"^(?:(?P<star>\*)|(?P<a>\w+)(?:-(?P<b>\w+))?)(?:/(?P<step>\w+))?$")
-# Days without a match before giving up: dom+month combos repeat every 4 years (leap years).
-_SEARCH_DAYS = 5 * 366
+# Longest month, leap years included: a day-of-month beyond it never comes.
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 # Longest fall-back repeat we look back over (real ones are <= 2 h).
 _FOLD_MARGIN = timedelta(hours=3)
 
 
 class CronError(ValueError):
     """An invalid cron expression or timezone; the message names the field and the value."""
+
+
+def _is_number(token: str) -> bool:
+    # str.isdigit() also accepts "²" and "٣": cron reads ASCII digits only.
+    return token.isascii() and token.isdigit()
 
 
 def _parse_field(text: str, index: int) -> frozenset[int]:
@@ -96,9 +105,9 @@ def _parse_field(text: str, index: int) -> frozenset[int]:
         token = token.lower()
         if token in names:
             return names[token]
-        if not token.isdigit():
+        if not _is_number(token):
             kind = "number or name" if names else "number"
-            raise CronError(f"{name} field {item!r}: {token!r} is not a valid {kind}")
+            raise CronError(f"{name} field {item!r}: {token!r} is not a valid {kind} (ASCII digits)")
         number = int(token)
         if not low <= number <= high:
             raise CronError(f"{name} field {item!r}: value out of range {low}-{high}")
@@ -113,13 +122,15 @@ def _parse_field(text: str, index: int) -> frozenset[int]:
             first, last = low, high
         else:
             first = value(match["a"], item)
-            # "5/15" means "5-max/15", as in cronie and APScheduler.
+            # "5/15" means "5-max/15": an extension (APScheduler and croniter agree; cronie refuses).
             last = value(match["b"], item) if match["b"] else (high if match["step"] else first)
+            if index == 4 and first > 0 and str(match["b"]).lower() == "sun":
+                last = 7  # "fri-sun": Sunday ending a range is day 7, as in crontab(5)'s "0-7"
         if first > last:
             raise CronError(f"{name} field {item!r}: range start is after its end")
         step = 1
         if match["step"] is not None:
-            if not match["step"].isdigit() or int(match["step"]) < 1:
+            if not _is_number(match["step"]) or int(match["step"]) < 1:
                 raise CronError(f"{name} field {item!r}: step must be a positive number")
             step = int(match["step"])
         values.update(range(first, last + 1, step))
@@ -164,15 +175,32 @@ class CronSchedule:
     months: frozenset[int]
     weekdays: frozenset[int]  # 0 = Sunday .. 6 = Saturday
     day_or: bool  # both day fields restricted: Vixie's OR rule
+    fixed_time: bool  # neither minute nor hour field starts with "*": cronie's DST rule
     _sorted: tuple[tuple[int, ...], tuple[int, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_sorted", (tuple(sorted(self.hours)), tuple(sorted(self.minutes))))
+        # Refused here, not discovered years later as a job that silently stops: with both day
+        # fields ANDed, a day-of-month no chosen month has never comes (with the OR rule, every
+        # month has every weekday). Any other schedule fires within one 400-year calendar cycle.
+        if not self.day_or and not any(d <= _MONTH_DAYS[m - 1] for m in self.months for d in self.days):
+            days = ",".join(map(str, sorted(self.days)))
+            months = ",".join(_MONTH_NAMES[m - 1] for m in sorted(self.months))
+            raise CronError(
+                f"{self.expression!r} never fires: no month in {months} has day {days} "
+                "(February has at most 29 days; April, June, September and November 30)"
+            )
 
     @property
-    def follows_real_time(self) -> bool:
-        """True when the hour field covers all 24 hours (DST policy: see module docstring)."""
-        return len(self.hours) == 24
+    def dst_rule(self) -> str:
+        """``"fixed-time"`` or ``"wall-clock"``: how the schedule treats DST changes (module docstring)."""
+        return "fixed-time" if self.fixed_time else "wall-clock"
+
+    def observes_dst(self, now: datetime) -> bool:
+        """Whether the schedule's zone changes its UTC offset in the year after ``now``."""
+        start = _require_aware(now, "now")
+        offsets = {(start + timedelta(days=d)).astimezone(self.timezone).utcoffset() for d in range(0, 366, 7)}
+        return len(offsets) > 1
 
     @property
     def trigger(self) -> SlotTrigger:
@@ -230,20 +258,28 @@ class CronSchedule:
                 yield self._present(slot)
 
     def _walls_from(self, start: datetime) -> Iterator[datetime]:
-        """Naive wall times >= start's minute matching the expression, in order; ends when
-        no day has matched for ``_SEARCH_DAYS`` days (e.g. ``0 0 30 2 *``) or at year 9999."""
+        """Naive wall times >= start's minute matching the expression, in order; ends at year 9999."""
         hours, minutes = self._sorted
-        day, idle = start.date(), 0
-        while idle <= _SEARCH_DAYS:
+        first = start.replace(second=0, microsecond=0)
+        for day in self._days_from(start.date()):
+            for hour in hours:
+                for minute in minutes:
+                    wall = datetime.combine(day, time(hour, minute))
+                    if wall >= first:
+                        yield wall
+
+    def _days_from(self, day: date) -> Iterator[date]:
+        """Matching days from ``day`` on, skipping whole months that cannot match. The wait is
+        finite (``__post_init__`` refuses a schedule that never fires) and at most decades:
+        29 February on a given weekday can be 40 years away (2100 is not a leap year)."""
+        while True:
+            if day.month not in self.months:
+                if day.year == date.max.year and day.month == 12:
+                    return
+                day = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+                continue
             if self.matches_day(day):
-                idle = 0
-                for hour in hours:
-                    for minute in minutes:
-                        wall = datetime.combine(day, time(hour, minute))
-                        if wall >= start.replace(second=0, microsecond=0):
-                            yield wall
-            else:
-                idle += 1
+                yield day
             if day == date.max:
                 return
             day += timedelta(days=1)
@@ -257,8 +293,8 @@ class CronSchedule:
             return [first]
         exists = first.astimezone(tz).replace(tzinfo=None) == wall
         if exists:  # repeated (fall back): fold=0 is the earlier pass
-            return [first, second] if self.follows_real_time else [first]
-        if self.follows_real_time:  # skipped (spring forward)
+            return [first] if self.fixed_time else [first, second]
+        if not self.fixed_time:  # skipped (spring forward)
             return []
         return [_transition(tz, min(first, second), max(first, second))]
 
@@ -307,6 +343,7 @@ def parse_cron(expr: str, timezone: str | tzinfo = "UTC") -> CronSchedule:
         months=months,
         weekdays=weekdays,
         day_or=not parts[2].startswith("*") and not parts[4].startswith("*"),
+        fixed_time=not parts[0].startswith("*") and not parts[1].startswith("*"),
     )
 
 

@@ -199,7 +199,9 @@ class CronSchedule:
     def observes_dst(self, now: datetime) -> bool:
         """Whether the schedule's zone changes its UTC offset in the year after ``now``."""
         start = _require_aware(now, "now")
-        offsets = {(start + timedelta(days=d)).astimezone(self.timezone).utcoffset() for d in range(0, 366, 7)}
+        offsets = {
+            (start + timedelta(days=d)).astimezone(self.timezone).utcoffset() for d in range(0, 366, 7)
+        }
         return len(offsets) > 1
 
     @property

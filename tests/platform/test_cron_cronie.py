@@ -79,10 +79,7 @@ def _value(rng: random.Random, index: int) -> str:
 
 def _range(rng: random.Random, index: int) -> str:
     low, high = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))[index]
-    if index == 1 and rng.random() < 0.5:
-        first = rng.choice(_DST_HOURS)
-    else:
-        first = rng.randint(low, high)
+    first = rng.choice(_DST_HOURS) if index == 1 and rng.random() < 0.5 else rng.randint(low, high)
     last = rng.randint(first, min(high, first + rng.choice((0, 1, 2, 5, 30))))
     text = f"{first}-{last}"
     if rng.random() < 0.3:
@@ -105,10 +102,7 @@ def generate_field(rng: random.Random, index: int) -> str:
 
 def generate_case(rng: random.Random, changes: dict[str, list[datetime]]) -> tuple[str, str, datetime]:
     zone = rng.choice(ZONES)
-    if rng.random() < 0.03:
-        expr = rng.choice(_ALIASES)
-    else:
-        expr = " ".join(generate_field(rng, i) for i in range(5))
+    expr = rng.choice(_ALIASES) if rng.random() < 0.03 else " ".join(generate_field(rng, i) for i in range(5))
     roll = rng.random()
     if changes[zone] and roll < 0.85:
         # Frequent schedules must start close to the change to reach it within 20 runs.
@@ -160,6 +154,6 @@ def test_agrees_with_cronie() -> None:
         if difference:
             mismatches.append(f"{expr!r} {zone} after {after.isoformat()}: {difference}")
     share = 100 * (1 - len(mismatches) / compared)
-    assert not mismatches, f"{len(mismatches)} of {compared} cases differ ({share:.1f} % agree):\n" + "\n".join(
-        mismatches[:15]
+    assert not mismatches, (
+        f"{len(mismatches)} of {compared} cases differ ({share:.1f} % agree):\n" + "\n".join(mismatches[:15])
     )

@@ -14,12 +14,12 @@ computed here, once, and ``CronSchedule.trigger`` is a thin ``BaseTrigger`` over
 computation: the scheduler and the misfire logic can never disagree.
 
 Semantics (cronie's, checked against a model of its source in tests/platform/test_cron_cronie.py)
-- 5 fields: minute hour day-of-month month day-of-week; ``*``, lists, ranges, steps
-  (``*/15``, ``1-5/2``); month names jan..dec, weekday names sun..sat (case-insensitive);
-  weekday 0 and 7 are both Sunday, and ``sun`` ending a range is 7 (``fri-sun``). Numbers are
-  ASCII digits. Aliases ``@hourly @daily @midnight @weekly @monthly @yearly @annually``.
-  Two extensions cronie refuses: ``5/15`` means ``5-59/15`` (as in APScheduler and croniter),
-  and ``fri-sun`` (cronie reads ``sun`` as 0 there, a backwards range).
+- 5 fields (read by :mod:`.cron_syntax`): minute hour day-of-month month day-of-week; ``*``,
+  lists, ranges, steps (``*/15``, ``1-5/2``); month names jan..dec, weekday names sun..sat
+  (case-insensitive); weekday 0 and 7 are both Sunday; ASCII digits only. Aliases ``@hourly
+  @daily @midnight @weekly @monthly @yearly @annually``. Two extensions cronie refuses:
+  ``5/15`` means ``5-59/15`` (as in APScheduler and croniter), and ``sun`` ending a range is 7
+  (``fri-sun``; cronie reads it as 0, a backwards range).
 - Day rule (Vixie/cronie): if day-of-month or day-of-week starts with ``*`` the day must
   match both; if both are restricted a day matches when EITHER matches. A schedule whose days
   can never come (``0 0 31 2 *``) is refused with a CronError saying so.
@@ -40,7 +40,6 @@ Semantics (cronie's, checked against a model of its source in tests/platform/tes
 from __future__ import annotations
 
 import enum
-import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,7 +49,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
 
+from .cron_syntax import ALIASES, MONTH_NAMES, CronError, parse_fields
+
 __all__ = [
+    "ALIASES",
     "CronError",
     "CronSchedule",
     "Misfire",
@@ -61,82 +63,10 @@ __all__ = [
     "slots_to_fire",
 ]
 
-_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_MONTHS = {n: i for i, n in enumerate(_MONTH_NAMES, 1)}
-_WEEKDAYS = {n: i for i, n in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
-# (name, low, high, names): bounds as written in a crontab.
-_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day-of-month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS),
-    ("day-of-week", 0, 7, _WEEKDAYS),
-)
-ALIASES = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
-_ITEM = re.compile(r"^(?:(?P<star>\*)|(?P<a>\w+)(?:-(?P<b>\w+))?)(?:/(?P<step>\w+))?$")
 # Longest month, leap years included: a day-of-month beyond it never comes.
 _MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 # Longest fall-back repeat we look back over (real ones are <= 2 h).
 _FOLD_MARGIN = timedelta(hours=3)
-
-
-class CronError(ValueError):
-    """An invalid cron expression or timezone; the message names the field and the value."""
-
-
-def _is_number(token: str) -> bool:
-    # str.isdigit() also accepts "²" and "٣": cron reads ASCII digits only.
-    return token.isascii() and token.isdigit()
-
-
-def _parse_field(text: str, index: int) -> frozenset[int]:
-    """Parse one field into the set of matching values (weekday 7 folded to 0)."""
-    name, low, high, names = _FIELDS[index]
-
-    def value(token: str, item: str) -> int:
-        token = token.lower()
-        if token in names:
-            return names[token]
-        if not _is_number(token):
-            kind = "number or name" if names else "number"
-            raise CronError(f"{name} field {item!r}: {token!r} is not a valid {kind} (ASCII digits)")
-        number = int(token)
-        if not low <= number <= high:
-            raise CronError(f"{name} field {item!r}: value out of range {low}-{high}")
-        return number
-
-    values: set[int] = set()
-    for item in text.split(","):
-        match = _ITEM.match(item)
-        if not item or match is None:
-            raise CronError(f"{name} field {item!r}: not a value, range or step (in {text!r})")
-        if match["star"]:
-            first, last = low, high
-        else:
-            first = value(match["a"], item)
-            # "5/15" means "5-max/15": an extension (APScheduler and croniter agree; cronie refuses).
-            last = value(match["b"], item) if match["b"] else (high if match["step"] else first)
-            if index == 4 and first > 0 and str(match["b"]).lower() == "sun":
-                last = 7  # "fri-sun": Sunday ending a range is day 7, as in crontab(5)'s "0-7"
-        if first > last:
-            raise CronError(f"{name} field {item!r}: range start is after its end")
-        step = 1
-        if match["step"] is not None:
-            if not _is_number(match["step"]) or int(match["step"]) < 1:
-                raise CronError(f"{name} field {item!r}: step must be a positive number")
-            step = int(match["step"])
-        values.update(range(first, last + 1, step))
-    if index == 4 and 7 in values:  # 7 is Sunday too
-        values = (values - {7}) | {0}
-    return frozenset(values)
 
 
 def _zone(tz: str | tzinfo) -> tzinfo:
@@ -185,7 +115,7 @@ class CronSchedule:
         # month has every weekday). Any other schedule fires within one 400-year calendar cycle.
         if not self.day_or and not any(d <= _MONTH_DAYS[m - 1] for m in self.months for d in self.days):
             days = ",".join(map(str, sorted(self.days)))
-            months = ",".join(_MONTH_NAMES[m - 1] for m in sorted(self.months))
+            months = ",".join(MONTH_NAMES[m - 1] for m in sorted(self.months))
             raise CronError(
                 f"{self.expression!r} never fires: no month in {months} has day {days} "
                 "(February has at most 29 days; April, June, September and November 30)"
@@ -218,8 +148,8 @@ class CronSchedule:
         return (dom or dow) if self.day_or else (dom and dow)
 
     def next_after(self, dt: datetime) -> datetime | None:
-        """The first slot strictly after ``dt``, or None if the expression never fires again
-        (e.g. ``0 0 30 2 *``). Raises ValueError for a naive ``dt``."""
+        """The first slot strictly after ``dt``; None only beyond year 9999 (a schedule that
+        can never fire is refused when built). Raises ValueError for a naive ``dt``."""
         return next(self._iter_after(_require_aware(dt, "dt")), None)
 
     def slots_between(self, start: datetime, end: datetime) -> Iterator[datetime]:
@@ -327,26 +257,7 @@ def parse_cron(expr: str, timezone: str | tzinfo = "UTC") -> CronSchedule:
     the field count, the unknown alias, or the unknown timezone.
     """
     zone = _zone(timezone)
-    text = expr.strip()
-    if text.startswith("@"):
-        if text.lower() not in ALIASES:
-            raise CronError(f"unknown alias {text!r}; expected one of {', '.join(ALIASES)}")
-        text = ALIASES[text.lower()]
-    parts = text.split()
-    if len(parts) != 5:
-        raise CronError(f"expected 5 fields, got {len(parts)}: {expr!r}")
-    minutes, hours, days, months, weekdays = (_parse_field(p, i) for i, p in enumerate(parts))
-    return CronSchedule(
-        expression=expr.strip(),
-        timezone=zone,
-        minutes=minutes,
-        hours=hours,
-        days=days,
-        months=months,
-        weekdays=weekdays,
-        day_or=not parts[2].startswith("*") and not parts[4].startswith("*"),
-        fixed_time=not parts[0].startswith("*") and not parts[1].startswith("*"),
-    )
+    return CronSchedule(expr.strip(), zone, *parse_fields(expr))
 
 
 class SlotSource(Protocol):
@@ -364,8 +275,11 @@ class SlotTrigger(BaseTrigger):
 
     ``get_next_fire_time(previous, now)``: the slot after ``previous`` when given, else the
     first slot at or after ``now`` (APScheduler's contract; its scheduler applies its own
-    misfire grace, Pygigo's runner uses ``slots_to_fire``). Job stores that pickle triggers
-    are not supported: Pygigo keeps jobs in memory and schedules in its own store.
+    misfire grace, Pygigo's runner uses ``slots_to_fire``). APScheduler drops a job whose
+    trigger returns None; here that cannot happen before year 9999, since both kinds of
+    schedule always have a next slot (a cron schedule that can never fire is refused when
+    parsed). Job stores that pickle triggers are not supported: Pygigo keeps jobs in memory and
+    schedules in its own store.
     """
 
     __slots__ = ("jitter", "schedule")

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from pygigo.platform.cron import CronError, parse_cron
 
-from .cronie_model import CronieDaemon, Refused, load_entry
+from .cronie_model import CronieDaemon, load_entry
 
 ZONES = (
     "UTC",
@@ -137,6 +137,8 @@ def compare(expr: str, zone: str, after: datetime) -> str | None:
         got = pygigo_runs(expr, zone, after, FIRE_TIMES)
     except CronError as exc:
         return None if not entry.fires_ever() else f"refused: {exc}"
+    if not entry.fires_ever():
+        return f"accepted, cronie never runs it; Pygigo says {got[0]}"
     expected = CronieDaemon(entry, zone).runs_after(after, FIRE_TIMES)
     for index, (mine, theirs) in enumerate(zip(got, expected, strict=False)):
         if mine != theirs:
@@ -149,18 +151,13 @@ def test_agrees_with_cronie() -> None:
     window = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2028, 1, 1, tzinfo=UTC))
     changes = {zone: offset_changes(zone, *window) for zone in ZONES}
     assert len(changes["Australia/Lord_Howe"]) == 4 and changes["UTC"] == []  # the sample is real
-    compared, mismatches = 0, []
-    while compared < CASES:
+    mismatches = []
+    for _ in range(CASES):
         expr, zone, after = generate_case(rng, changes)
-        try:
-            load_entry(expr)
-        except Refused:
-            continue  # e.g. a generated range cronie reads backwards: not a valid case
-        compared += 1
         difference = compare(expr, zone, after)
         if difference:
             mismatches.append(f"{expr!r} {zone} after {after.isoformat()}: {difference}")
-    share = 100 * (1 - len(mismatches) / compared)
-    assert not mismatches, (
-        f"{len(mismatches)} of {compared} cases differ ({share:.1f} % agree):\n" + "\n".join(mismatches[:15])
+    share = 100 * (1 - len(mismatches) / CASES)
+    assert not mismatches, f"{len(mismatches)} of {CASES} cases differ ({share:.1f} % agree):\n" + "\n".join(
+        mismatches[:15]
     )

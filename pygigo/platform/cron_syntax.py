@@ -72,8 +72,8 @@ def _parse_field(text: str, index: int) -> frozenset[int]:
             first = value(match["a"], item)
             # "5/15" means "5-max/15": an extension (APScheduler and croniter agree; cronie refuses).
             last = value(match["b"], item) if match["b"] else (high if match["step"] else first)
-            if index == 4 and first > 0 and str(match["b"]).lower() == "sun":
-                last = 7  # "fri-sun": Sunday ending a range is day 7, as in crontab(5)'s "0-7"
+            if index == 4 and first > 0 and (match["b"] or "").lower() == "sun":
+                last = 7  # "fri-sun": Sunday ending a range is day 7 (an extension: cronie refuses)
         if first > last:
             raise CronError(f"{name} field {item!r}: range start is after its end")
         step = 1

@@ -586,7 +586,7 @@ def test_next_after_is_increasing_and_matches(
         assert slot > previous
         local = slot.astimezone(tz)
         if not _wall_matches(fields, local):
-            # Only allowed: a wall-clock slot moved to the end of a spring-forward gap.
+            # Only allowed: a fixed-time slot moved to the end of a spring-forward gap.
             before = (slot - timedelta(seconds=1)).astimezone(tz)
             offset_before, offset_after = before.utcoffset(), local.utcoffset()
             assert offset_before is not None and offset_after is not None

@@ -13,20 +13,24 @@ a fall-back day, and returns non-existent wall times on a spring-forward day. So
 computed here, once, and ``CronSchedule.trigger`` is a thin ``BaseTrigger`` over that
 computation: the scheduler and the misfire logic can never disagree.
 
-Semantics
-- 5 fields: minute hour day-of-month month day-of-week; ``*``, lists, ranges, steps
-  (``*/15``, ``1-5/2``, ``5/15`` = ``5-max/15``); month names jan..dec, weekday names
-  sun..sat (case-insensitive); weekday 0 and 7 are both Sunday. Aliases ``@hourly @daily
-  @midnight @weekly @monthly @yearly @annually``.
+Semantics (cronie's, checked against a model of its source in tests/platform/test_cron_cronie.py)
+- 5 fields (read by :mod:`.cron_syntax`): minute hour day-of-month month day-of-week; ``*``,
+  lists, ranges, steps (``*/15``, ``1-5/2``); month names jan..dec, weekday names sun..sat
+  (case-insensitive); weekday 0 and 7 are both Sunday; ASCII digits only. Aliases ``@hourly
+  @daily @midnight @weekly @monthly @yearly @annually``. Two extensions cronie refuses:
+  ``5/15`` means ``5-59/15`` (as in APScheduler and croniter), and ``sun`` ending a range is 7
+  (``fri-sun``; cronie reads it as 0, a backwards range).
 - Day rule (Vixie/cronie): if day-of-month or day-of-week starts with ``*`` the day must
-  match both; if both are restricted a day matches when EITHER matches.
-- Daylight saving, in the schedule's zone. A schedule whose hour field covers all 24 hours
-  follows real time; any other schedule names wall-clock times:
-  * spring forward (wall time skipped): hour-covering schedules just skip the missing wall
-    times (``0 * * * *`` fires each real hour once); wall-clock schedules run at the first
-    valid instant after the gap, like Vixie cron (Paris ``30 2 * * *`` runs at 03:00 CEST);
-  * fall back (wall time repeated): hour-covering schedules fire in both passes (each real
-    hour once); wall-clock schedules fire only in the first pass (02:30 runs once).
+  match both; if both are restricted a day matches when EITHER matches. A schedule whose days
+  can never come (``0 0 31 2 *``) is refused with a CronError saying so.
+- Daylight saving, in the schedule's zone, as cronie's main loop does it (``cron.c``: its
+  ``find_jobs`` tells "wildcard" jobs, ``MIN_STAR | HR_STAR``, from the others):
+  * a **wall-clock** job (its minute *or* hour field starts with ``*``: ``*/15 2 * * *``,
+    ``0 * * * *``, ``@hourly``) fires whenever the wall clock shows a matching time: times
+    skipped by spring forward are not made up, times repeated by fall back fire in both passes;
+  * a **fixed-time** job (neither starts with ``*``: ``30 2 * * *``, ``0 0-23 * * *``) runs a
+    skipped time at the first instant after the gap (Paris ``30 2 * * *`` at 03:00 CEST) and a
+    repeated time only in the first pass.
   Several slots landing on one instant fire once.
 - Returned datetimes carry a fixed-offset ``datetime.timezone`` (offset and abbreviation of
   the schedule's zone at that instant). Why: Python compares two datetimes with the *same*
@@ -36,7 +40,6 @@ Semantics
 from __future__ import annotations
 
 import enum
-import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,7 +49,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
 
+from .cron_syntax import ALIASES, MONTH_NAMES, CronError, parse_fields
+
 __all__ = [
+    "ALIASES",
     "CronError",
     "CronSchedule",
     "Misfire",
@@ -57,75 +63,10 @@ __all__ = [
     "slots_to_fire",
 ]
 
-_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_MONTHS = {n: i for i, n in enumerate(_MONTH_NAMES, 1)}
-_WEEKDAYS = {n: i for i, n in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
-# (name, low, high, names): bounds as written in a crontab.
-_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day-of-month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS),
-    ("day-of-week", 0, 7, _WEEKDAYS),
-)
-ALIASES = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
-_ITEM = re.compile(r"^(?:(?P<star>\*)|(?P<a>\w+)(?:-(?P<b>\w+))?)(?:/(?P<step>\w+))?$")
-# Days without a match before giving up: dom+month combos repeat every 4 years (leap years).
-_SEARCH_DAYS = 5 * 366
+# Longest month, leap years included: a day-of-month beyond it never comes.
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 # Longest fall-back repeat we look back over (real ones are <= 2 h).
 _FOLD_MARGIN = timedelta(hours=3)
-
-
-class CronError(ValueError):
-    """An invalid cron expression or timezone; the message names the field and the value."""
-
-
-def _parse_field(text: str, index: int) -> frozenset[int]:
-    """Parse one field into the set of matching values (weekday 7 folded to 0)."""
-    name, low, high, names = _FIELDS[index]
-
-    def value(token: str, item: str) -> int:
-        token = token.lower()
-        if token in names:
-            return names[token]
-        if not token.isdigit():
-            kind = "number or name" if names else "number"
-            raise CronError(f"{name} field {item!r}: {token!r} is not a valid {kind}")
-        number = int(token)
-        if not low <= number <= high:
-            raise CronError(f"{name} field {item!r}: value out of range {low}-{high}")
-        return number
-
-    values: set[int] = set()
-    for item in text.split(","):
-        match = _ITEM.match(item)
-        if not item or match is None:
-            raise CronError(f"{name} field {item!r}: not a value, range or step (in {text!r})")
-        if match["star"]:
-            first, last = low, high
-        else:
-            first = value(match["a"], item)
-            # "5/15" means "5-max/15", as in cronie and APScheduler.
-            last = value(match["b"], item) if match["b"] else (high if match["step"] else first)
-        if first > last:
-            raise CronError(f"{name} field {item!r}: range start is after its end")
-        step = 1
-        if match["step"] is not None:
-            if not match["step"].isdigit() or int(match["step"]) < 1:
-                raise CronError(f"{name} field {item!r}: step must be a positive number")
-            step = int(match["step"])
-        values.update(range(first, last + 1, step))
-    if index == 4 and 7 in values:  # 7 is Sunday too
-        values = (values - {7}) | {0}
-    return frozenset(values)
 
 
 def _zone(tz: str | tzinfo) -> tzinfo:
@@ -164,15 +105,34 @@ class CronSchedule:
     months: frozenset[int]
     weekdays: frozenset[int]  # 0 = Sunday .. 6 = Saturday
     day_or: bool  # both day fields restricted: Vixie's OR rule
+    fixed_time: bool  # neither minute nor hour field starts with "*": cronie's DST rule
     _sorted: tuple[tuple[int, ...], tuple[int, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_sorted", (tuple(sorted(self.hours)), tuple(sorted(self.minutes))))
+        # Refused here, not discovered years later as a job that silently stops: with both day
+        # fields ANDed, a day-of-month no chosen month has never comes (with the OR rule, every
+        # month has every weekday). Any other schedule fires within one 400-year calendar cycle.
+        if not self.day_or and not any(d <= _MONTH_DAYS[m - 1] for m in self.months for d in self.days):
+            days = ",".join(map(str, sorted(self.days)))
+            months = ",".join(MONTH_NAMES[m - 1] for m in sorted(self.months))
+            raise CronError(
+                f"{self.expression!r} never fires: no month in {months} has day {days} "
+                "(February has at most 29 days; April, June, September and November 30)"
+            )
 
     @property
-    def follows_real_time(self) -> bool:
-        """True when the hour field covers all 24 hours (DST policy: see module docstring)."""
-        return len(self.hours) == 24
+    def dst_rule(self) -> str:
+        """``"fixed-time"`` or ``"wall-clock"``: how the schedule treats DST changes (module docstring)."""
+        return "fixed-time" if self.fixed_time else "wall-clock"
+
+    def observes_dst(self, now: datetime) -> bool:
+        """Whether the schedule's zone changes its UTC offset in the year after ``now``."""
+        start = _require_aware(now, "now")
+        offsets = {
+            (start + timedelta(days=d)).astimezone(self.timezone).utcoffset() for d in range(0, 366, 7)
+        }
+        return len(offsets) > 1
 
     @property
     def trigger(self) -> SlotTrigger:
@@ -188,8 +148,8 @@ class CronSchedule:
         return (dom or dow) if self.day_or else (dom and dow)
 
     def next_after(self, dt: datetime) -> datetime | None:
-        """The first slot strictly after ``dt``, or None if the expression never fires again
-        (e.g. ``0 0 30 2 *``). Raises ValueError for a naive ``dt``."""
+        """The first slot strictly after ``dt``; None only beyond year 9999 (a schedule that
+        can never fire is refused when built). Raises ValueError for a naive ``dt``."""
         return next(self._iter_after(_require_aware(dt, "dt")), None)
 
     def slots_between(self, start: datetime, end: datetime) -> Iterator[datetime]:
@@ -230,20 +190,28 @@ class CronSchedule:
                 yield self._present(slot)
 
     def _walls_from(self, start: datetime) -> Iterator[datetime]:
-        """Naive wall times >= start's minute matching the expression, in order; ends when
-        no day has matched for ``_SEARCH_DAYS`` days (e.g. ``0 0 30 2 *``) or at year 9999."""
+        """Naive wall times >= start's minute matching the expression, in order; ends at year 9999."""
         hours, minutes = self._sorted
-        day, idle = start.date(), 0
-        while idle <= _SEARCH_DAYS:
+        first = start.replace(second=0, microsecond=0)
+        for day in self._days_from(start.date()):
+            for hour in hours:
+                for minute in minutes:
+                    wall = datetime.combine(day, time(hour, minute))
+                    if wall >= first:
+                        yield wall
+
+    def _days_from(self, day: date) -> Iterator[date]:
+        """Matching days from ``day`` on, skipping whole months that cannot match. The wait is
+        finite (``__post_init__`` refuses a schedule that never fires) and at most decades:
+        29 February on a given weekday can be 40 years away (2100 is not a leap year)."""
+        while True:
+            if day.month not in self.months:
+                if day.year == date.max.year and day.month == 12:
+                    return
+                day = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+                continue
             if self.matches_day(day):
-                idle = 0
-                for hour in hours:
-                    for minute in minutes:
-                        wall = datetime.combine(day, time(hour, minute))
-                        if wall >= start.replace(second=0, microsecond=0):
-                            yield wall
-            else:
-                idle += 1
+                yield day
             if day == date.max:
                 return
             day += timedelta(days=1)
@@ -257,8 +225,8 @@ class CronSchedule:
             return [first]
         exists = first.astimezone(tz).replace(tzinfo=None) == wall
         if exists:  # repeated (fall back): fold=0 is the earlier pass
-            return [first, second] if self.follows_real_time else [first]
-        if self.follows_real_time:  # skipped (spring forward)
+            return [first] if self.fixed_time else [first, second]
+        if not self.fixed_time:  # skipped (spring forward)
             return []
         return [_transition(tz, min(first, second), max(first, second))]
 
@@ -289,25 +257,7 @@ def parse_cron(expr: str, timezone: str | tzinfo = "UTC") -> CronSchedule:
     the field count, the unknown alias, or the unknown timezone.
     """
     zone = _zone(timezone)
-    text = expr.strip()
-    if text.startswith("@"):
-        if text.lower() not in ALIASES:
-            raise CronError(f"unknown alias {text!r}; expected one of {', '.join(ALIASES)}")
-        text = ALIASES[text.lower()]
-    parts = text.split()
-    if len(parts) != 5:
-        raise CronError(f"expected 5 fields, got {len(parts)}: {expr!r}")
-    minutes, hours, days, months, weekdays = (_parse_field(p, i) for i, p in enumerate(parts))
-    return CronSchedule(
-        expression=expr.strip(),
-        timezone=zone,
-        minutes=minutes,
-        hours=hours,
-        days=days,
-        months=months,
-        weekdays=weekdays,
-        day_or=not parts[2].startswith("*") and not parts[4].startswith("*"),
-    )
+    return CronSchedule(expr.strip(), zone, *parse_fields(expr))
 
 
 class SlotSource(Protocol):
@@ -325,8 +275,11 @@ class SlotTrigger(BaseTrigger):
 
     ``get_next_fire_time(previous, now)``: the slot after ``previous`` when given, else the
     first slot at or after ``now`` (APScheduler's contract; its scheduler applies its own
-    misfire grace, Pygigo's runner uses ``slots_to_fire``). Job stores that pickle triggers
-    are not supported: Pygigo keeps jobs in memory and schedules in its own store.
+    misfire grace, Pygigo's runner uses ``slots_to_fire``). APScheduler drops a job whose
+    trigger returns None; here that cannot happen before year 9999, since both kinds of
+    schedule always have a next slot (a cron schedule that can never fire is refused when
+    parsed). Job stores that pickle triggers are not supported: Pygigo keeps jobs in memory and
+    schedules in its own store.
     """
 
     __slots__ = ("jitter", "schedule")

@@ -2,7 +2,8 @@
 
 ``pygigo scheduler myproject.functions`` runs one scheduler replica until SIGTERM/SIGINT (run
 as many as you like: the lease and run records keep one firing per slot). ``pygigo schedules``
-prints every schedule (built-in, code, database) with its next run times.
+prints every schedule (built-in, code, database) with its next run times and, in a zone with
+daylight saving, whether it is a wall-clock or a fixed-time job.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.utils.module_loading import import_string
 
 from ..adapters.base import ConfigurationError
 from . import runtime, settings
-from .cron import describe
+from .cron import CronSchedule, describe
 from .maintenance import maintenance_schedules
 from .schedule_store import ScheduleStore
 from .scheduler import Scheduler, merge_schedules
@@ -90,9 +91,17 @@ def _when(slot: datetime) -> str:
     return slot.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
+def _dst_rule(spec: ScheduleSpec, now: datetime) -> str:
+    """How a cron schedule meets DST changes, where its zone has them (see :mod:`.cron`)."""
+    timing = spec.timing
+    if isinstance(timing, CronSchedule) and timing.observes_dst(now):
+        return timing.dst_rule
+    return "-"
+
+
 def schedule_table(specs: Mapping[str, ScheduleSpec], now: datetime, count: int = 3) -> str:
     """An aligned text table: one row per schedule, its next ``count`` runs in its own zone."""
-    header = ("NAME", "FUNCTION", "SCHEDULE", "TIMEZONE", "MISFIRE", "ENABLED", "SOURCE", "NEXT RUNS")
+    header = ("NAME", "FUNCTION", "SCHEDULE", "TIMEZONE", "DST", "MISFIRE", "ENABLED", "SOURCE", "NEXT RUNS")
     rows = [header]
     for name in sorted(specs):
         spec = specs[name]
@@ -103,6 +112,7 @@ def schedule_table(specs: Mapping[str, ScheduleSpec], now: datetime, count: int 
                 spec.function,
                 spec.expression,
                 str(spec.timing.timezone),
+                _dst_rule(spec, now),
                 spec.misfire.value,
                 "yes" if spec.enabled else "no",
                 spec.source,

@@ -87,6 +87,28 @@ def test_weekday_star_step_folds_seven() -> None:
     assert parse_cron("0 0 * * 5-7").weekdays == {5, 6, 0}
 
 
+@pytest.mark.parametrize(
+    ("dow", "expected"),
+    [
+        ("fri-sun", {5, 6, 0}),
+        ("sat-sun", {6, 0}),
+        ("5-7", {5, 6, 0}),
+        ("Mon-SUN/2", {1, 3, 5, 0}),
+        ("sun-sun", {0}),
+    ],
+)
+def test_sunday_ends_a_range_as_seven(dow: str, expected: set[int]) -> None:
+    schedule = parse_cron(f"0 0 * * {dow}")
+    assert schedule.weekdays == expected
+    days = {s.isoweekday() % 7 for s in schedule.slots_between(utc(2026, 1, 1), utc(2026, 1, 15))}
+    assert days == expected
+
+
+def test_day_fields_are_ored_even_when_dom_can_never_come() -> None:
+    # Both fields restricted: the weekday alone keeps '31 2' schedules alive (Vixie's OR rule).
+    assert parse_cron("0 0 31 2 mon").next_after(utc(2026, 1, 1)) == utc(2026, 2, 2)
+
+
 @pytest.mark.parametrize("alias", sorted(ALIASES))
 def test_aliases_match_their_expansion(alias: str) -> None:
     schedule = parse_cron(alias.upper())
@@ -150,7 +172,16 @@ def test_one_day_field_starred_means_both() -> None:
         ("* * * foo *", "month field 'foo'"),
         ("* * * mon *", "month field 'mon'"),
         ("* * * * jan", "day-of-week field 'jan'"),
-        ("* * * * mon-sun", "day-of-week field 'mon-sun': range start is after its end"),
+        ("* * * * sat-fri", "day-of-week field 'sat-fri': range start is after its end"),
+        ("* * * * 5-0", "day-of-week field '5-0': range start is after its end"),
+        ("² * * * *", "minute field '²': '²' is not a valid number (ASCII digits)"),
+        ("٣ * * * *", "minute field '٣'"),
+        ("* 1-٣ * * *", "hour field '1-٣'"),
+        ("*/٣ * * * *", "minute field '*/٣': step must be a positive number"),
+        ("0 0 31 2 *", "'0 0 31 2 *' never fires: no month in feb has day 31"),
+        ("0 0 30,31 feb *", "never fires: no month in feb has day 30,31"),
+        ("0 0 31 4,6,9,11 *", "never fires: no month in apr,jun,sep,nov has day 31"),
+        ("0 0 31 2 */2", "never fires"),  # '*/2' weekdays: the day fields are ANDed
         ("*/0 * * * *", "minute field '*/0': step must be a positive number"),
         ("1,,2 * * * *", "minute field ''"),
         ("* 1-2-3 * * *", "hour field '1-2-3'"),
@@ -283,8 +314,55 @@ def test_daily_fires_once_on_transition_day(
 
 
 def test_several_skipped_slots_fire_once_after_the_gap() -> None:
-    slots = local_day(parse_cron("*/20 2-3 * * *", PARIS), date(2024, 3, 31))
+    # Fixed-time: 02:00, 02:20, 02:40 do not exist; they run once at 03:00 CEST, with 03:00.
+    slots = local_day(parse_cron("0,20,40 2-3 * * *", PARIS), date(2024, 3, 31))
     assert slots == [utc(2024, 3, 31, 1), utc(2024, 3, 31, 1, 20), utc(2024, 3, 31, 1, 40)]
+
+
+@pytest.mark.parametrize(
+    ("expr", "tz", "after", "expected"),
+    [
+        # Wall-clock (minute or hour starts with '*'): no make-up run for a skipped time ...
+        ("*/15 2 * * *", NEW_YORK, utc(2026, 3, 8, 6, 59), utc(2026, 3, 9, 6)),
+        ("*/20 2-3 * * *", PARIS, utc(2024, 3, 31), utc(2024, 3, 31, 1)),  # 03:00 is its own slot
+        # ... and a repeated time fires in both passes.
+        ("*/30 1 * * *", NEW_YORK, utc(2026, 11, 1, 5, 45), utc(2026, 11, 1, 6)),
+        ("0 */2 * * *", PARIS, utc(2026, 10, 25), utc(2026, 10, 25, 1)),
+        ("@hourly", PARIS, utc(2026, 10, 25), utc(2026, 10, 25, 1)),
+        # Fixed-time, even when the hours cover the day: the repeated 01:00 is not run again.
+        ("0 0-23 * * *", NEW_YORK, utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 7)),
+        ("0 0-23 * * *", NEW_YORK, utc(2026, 3, 8, 6, 30), utc(2026, 3, 8, 7)),  # 02:00 at 03:00 EDT
+    ],
+)
+def test_dst_rule_follows_cronie(expr: str, tz: ZoneInfo, after: datetime, expected: datetime) -> None:
+    assert parse_cron(expr, tz).next_after(after) == expected
+
+
+def test_fixed_time_hours_fire_once_per_wall_hour_on_fall_back_day() -> None:
+    assert len(local_day(parse_cron("0 0-23 * * *", NEW_YORK), date(2026, 11, 1))) == 24
+    assert len(local_day(parse_cron("0 * * * *", NEW_YORK), date(2026, 11, 1))) == 25
+
+
+@pytest.mark.parametrize(
+    ("expr", "rule"),
+    [
+        ("30 2 * * *", "fixed-time"),
+        ("0 0-23 * * *", "fixed-time"),
+        ("@daily", "fixed-time"),
+        ("*/15 2 * * *", "wall-clock"),
+        ("0 */2 * * *", "wall-clock"),
+        ("@hourly", "wall-clock"),
+    ],
+)
+def test_dst_rule_is_read_from_the_leading_star(expr: str, rule: str) -> None:
+    assert parse_cron(expr).dst_rule == rule
+
+
+def test_observes_dst() -> None:
+    assert parse_cron("0 0 * * *", PARIS).observes_dst(utc(2026, 6, 1))
+    assert parse_cron("0 0 * * *", "Australia/Lord_Howe").observes_dst(utc(2026, 6, 1))
+    assert not parse_cron("0 0 * * *", "Asia/Kathmandu").observes_dst(utc(2026, 6, 1))
+    assert not parse_cron("0 0 * * *").observes_dst(utc(2026, 6, 1))
 
 
 @pytest.mark.parametrize(("tz", "day", "hours"), DST_DAYS)
@@ -420,14 +498,23 @@ def test_describe_lists_next_runs() -> None:
     assert len(describe(parse_cron("@hourly"), utc(2024, 1, 1), count=5)) == 5
 
 
-def test_never_firing_expression_returns_none() -> None:
-    schedule = parse_cron("0 0 30 feb *")
-    assert schedule.next_after(utc(2024, 1, 1)) is None
-    assert describe(schedule, utc(2024, 1, 1)) == []
-
-
 def test_leap_day_is_found_years_ahead() -> None:
     assert parse_cron("0 0 29 2 *").next_after(utc(2024, 3, 1)) == utc(2028, 2, 29)
+
+
+@pytest.mark.parametrize(
+    ("expr", "after", "expected"),
+    [
+        ("0 0 29 2 *", utc(2096, 3, 1), utc(2104, 2, 29)),  # 2100 is not a leap year
+        ("0 0 29 2 */7", utc(2026, 1, 1), utc(2032, 2, 29)),  # 29 February on a Sunday (ANDed)
+        ("0 0 29 2 */7", utc(2088, 3, 1), utc(2128, 2, 29)),  # ... 40 years on, across 2100
+        ("0 0 29 2 1", utc(2026, 1, 1), utc(2026, 2, 2)),  # OR rule: any Monday in February
+    ],
+)
+def test_rare_schedules_are_found_decades_ahead(expr: str, after: datetime, expected: datetime) -> None:
+    schedule = parse_cron(expr)
+    assert schedule.next_after(after) == expected
+    assert schedule.trigger.get_next_fire_time(None, after) == expected
 
 
 def test_long_ranges_are_not_cut_short() -> None:
@@ -499,12 +586,12 @@ def test_next_after_is_increasing_and_matches(
         assert slot > previous
         local = slot.astimezone(tz)
         if not _wall_matches(fields, local):
-            # Only allowed: a wall-clock slot moved to the end of a spring-forward gap.
+            # Only allowed: a fixed-time slot moved to the end of a spring-forward gap.
             before = (slot - timedelta(seconds=1)).astimezone(tz)
             offset_before, offset_after = before.utcoffset(), local.utcoffset()
             assert offset_before is not None and offset_after is not None
             assert offset_before < offset_after
-            assert not schedule.follows_real_time
+            assert schedule.fixed_time
         previous = slot
 
 

@@ -37,20 +37,25 @@ def test_table_is_aligned_with_next_runs_in_the_schedule_zone() -> None:
         "paris": ScheduleSpec(
             "paris", "fn_a", parse_timing("30 2 * * *", "Europe/Paris"), misfire=Misfire.ONCE
         ),
+        "paris-quarter": ScheduleSpec("paris-quarter", "fn_a", parse_timing("*/15 2 * * *", "Europe/Paris")),
         "a-much-longer-name": ScheduleSpec("a-much-longer-name", "fn_b", parse_timing("@every 90s")),
         "off": ScheduleSpec("off", "fn_c", parse_timing("@daily"), enabled=False, source="db"),
     }
     lines = schedule_table(specs, NOW, count=2).splitlines()
     header = lines[0]
     assert columns(header, header) == [
-        "NAME", "FUNCTION", "SCHEDULE", "TIMEZONE", "MISFIRE", "ENABLED", "SOURCE", "NEXT RUNS"
+        "NAME", "FUNCTION", "SCHEDULE", "TIMEZONE", "DST", "MISFIRE", "ENABLED", "SOURCE", "NEXT RUNS"
     ]  # fmt: skip
     table = {columns(line, header)[0]: columns(line, header) for line in lines[1:]}
-    assert table["paris"][1:7] == ["fn_a", "30 2 * * *", "Europe/Paris", "once", "yes", "code"]
-    # 02:30 does not exist that night: Vixie cron runs it at 03:00 CEST.
-    assert table["paris"][7] == "2026-03-29 03:00:00 CEST, 2026-03-30 02:30:00 CEST"
-    assert table["a-much-longer-name"][7] == "2026-03-29 00:51:00 UTC, 2026-03-29 00:52:30 UTC"
-    assert table["off"][5:] == ["no", "db", "-"]
+    assert table["paris"][1:8] == ["fn_a", "30 2 * * *", "Europe/Paris", "fixed-time", "once", "yes", "code"]
+    # 02:30 does not exist that night: a fixed-time job runs at 03:00 CEST, as in cronie.
+    assert table["paris"][8] == "2026-03-29 03:00:00 CEST, 2026-03-30 02:30:00 CEST"
+    # Its wall-clock twin has no make-up run: 02:xx that night does not exist.
+    assert table["paris-quarter"][4] == "wall-clock"
+    assert table["paris-quarter"][8] == "2026-03-30 02:00:00 CEST, 2026-03-30 02:15:00 CEST"
+    assert table["a-much-longer-name"][4] == "-"  # an interval is real time
+    assert table["a-much-longer-name"][8] == "2026-03-29 00:51:00 UTC, 2026-03-29 00:52:30 UTC"
+    assert table["off"][4:] == ["-", "skip", "no", "db", "-"]  # UTC has no DST
 
 
 @pytest.mark.usefixtures("db")
@@ -64,7 +69,8 @@ def test_pygigo_schedules_lists_code_db_and_builtin_schedules() -> None:
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert f"paris-quarter-{RUN}" in out and "Europe/Paris" in out
+    paris = next(line for line in out.splitlines() if line.startswith(f"paris-quarter-{RUN}"))
+    assert "Europe/Paris" in paris and "wall-clock" in paris
     assert f"half-minute-{RUN}" in out and "@every 30s" in out and "catch_up" in out
     assert f"db-row-{RUN}" in out and "0 6 * * 1-5" in out
     assert "pygigo.maintenance.report_dead_letters" in out

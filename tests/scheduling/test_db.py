@@ -45,6 +45,12 @@ def test_bad_expression_is_an_error_on_that_field_naming_the_cron_field() -> Non
     assert errors_of(row(expression="0 25 * * *")) == {
         "expression": ["hour field '25': value out of range 0-23"]
     }
+    assert errors_of(row(expression="0 0 30 feb *")) == {
+        "expression": [
+            "'0 0 30 feb *' never fires: no month in feb has day 30 "
+            "(February has at most 29 days; April, June, September and November 30)"
+        ]
+    }
 
 
 def test_bad_timezone_unknown_function_and_json_shapes_are_field_errors() -> None:

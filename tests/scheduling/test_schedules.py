@@ -69,6 +69,8 @@ def test_cron_on_a_plain_function_registers_the_function_too(clean_names: list[s
         ("* * *", "expected 5 fields, got 3"),
         ("@every 3x", "interval '@every 3x'"),
         ("@fortnightly", "unknown alias"),
+        ("0 0 31 2 *", "'0 0 31 2 \\*' never fires: no month in feb has day 31"),
+        ("0 0 ² * *", "day-of-month field '²'"),
     ],
 )
 def test_invalid_expression_fails_at_declaration_naming_the_field(expression: str, message: str) -> None:

@@ -24,6 +24,7 @@ class InvocationAdmin(admin.ModelAdmin):
         "attempts",
         "principal",
         "created_at",
+        "heartbeat_at",
         "finished_at",
         "relayed",
     )
@@ -44,6 +45,8 @@ class InvocationAdmin(admin.ModelAdmin):
         "idempotency_key",
         "created_at",
         "started_at",
+        "holder",
+        "heartbeat_at",
         "finished_at",
         "error",
         "relayed",

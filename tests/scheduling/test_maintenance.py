@@ -32,6 +32,7 @@ def test_defaults_are_all_on_and_each_can_be_switched_off_or_changed() -> None:
         "prune_invocations",
         "prune_dead_messages",
         "requeue_expired_leases",
+        "relay_outbox",
         "prune_schedule_runs",
         "report_dead_letters",
     }

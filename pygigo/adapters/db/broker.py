@@ -129,6 +129,8 @@ class DatabaseBroker(PygigoBroker, _Table):
         self.notify = notify and doorbell.can_notify(connections[alias])
         self.queues: dict[str, None] = {}
         self.doorbell = doorbell.LocalDoorbell()
+        # Per queue, shared by the consumers Dramatiq restarts (see consumer._Book).
+        self.books: dict[str, Any] = {}
         # Who holds a lease, readable in the admin. Unique per broker instance, so a
         # restarted consumer of the same broker can still ack what the old one claimed.
         self.owner = f"{socket.gethostname()[:64]}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
@@ -278,6 +280,9 @@ class DatabaseBroker(PygigoBroker, _Table):
                 f"The db:// broker's table {self.model._meta.db_table!r} is missing in database "
                 f"{self.endpoint}. Run: manage.py migrate pygigo_db --database {self.alias}"
             )
+
+    def deliveries(self, message: Any) -> int | None:
+        return getattr(message, "deliveries", None)  # the row's claim count
 
     def queue_stats(self, queue_name: str) -> QueueStats:
         from django.db.models import Count, Q

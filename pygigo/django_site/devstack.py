@@ -2,7 +2,9 @@
 
 Migrates the database, makes sure an admin user exists, starts each process in its own
 process group, prints where to look, and on Ctrl-C (or SIGTERM) stops every process it
-started — gracefully first, then by force — so nothing is left running.
+started — gracefully first, then by force — so nothing is left running. A worker or scheduler
+that dies is started again (after ``RESTART_DELAY_S``); only the web server's exit ends the
+stack, so a crashing function never takes the web server down.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 STOP_GRACE_S = 15.0
+RESTART_DELAY_S = 2.0
 
 
 @dataclass
@@ -100,9 +103,13 @@ def run(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+
+    def start(service: Service) -> None:
+        service.process = subprocess.Popen(service.argv, start_new_session=True)
+
     try:
         for service in stack:
-            service.process = subprocess.Popen(service.argv, start_new_session=True)
+            start(service)
         url = f"http://{host}:{port}/"
         print(
             f"\nPygigo is running at {url}  (broker: {os.environ.get('PYGIGO_BROKER_URL', '')})", flush=True
@@ -114,12 +121,18 @@ def run(
         while True:
             for service in stack:
                 assert service.process
-                if service.process.poll() is not None:
-                    print(
-                        f"pygigo dev: {service.name} exited ({service.process.returncode}); stopping",
-                        flush=True,
-                    )
+                if service.process.poll() is None:
+                    continue
+                if service.name == "web":
+                    print(f"pygigo dev: web exited ({service.process.returncode}); stopping", flush=True)
                     return 1
+                print(
+                    f"pygigo dev: {service.name} exited ({service.process.returncode}); "
+                    f"restarting it in {RESTART_DELAY_S:g}s",
+                    flush=True,
+                )
+                time.sleep(RESTART_DELAY_S)
+                start(service)
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\npygigo dev: stopping…", flush=True)

@@ -84,6 +84,7 @@ def test_a_maintenance_job_runs_in_the_leader_once_per_slot(broker: MemoryBroker
             "prune_invocations": {"hook": f"{__name__}.fake_prune", "options": {"ttl_s": 60}},
             "prune_dead_messages": False,
             "requeue_expired_leases": False,
+            "relay_outbox": False,
             "prune_schedule_runs": False,
             "report_dead_letters": False,
         }

@@ -55,7 +55,7 @@ def _describe_exit(code: int) -> str:
 def supervise(argv: Sequence[str], processes: int, *, poll_s: float = 0.2) -> int:
     """Run ``processes`` copies of ``argv`` (a one-process Dramatiq command line) until a
     SIGTERM or SIGINT, restarting any that dies. Returns 0 after a clean stop."""
-    if not logging.getLogger().handlers:
+    if not logger.hasHandlers():
         logging.basicConfig(
             level=logging.INFO, format="[%(asctime)s] [PID %(process)d] [%(name)s] %(message)s"
         )

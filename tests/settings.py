@@ -24,7 +24,11 @@ DATABASES = {
         "USER": os.environ.get("PYGIGO_TEST_PG_USER", "postgres"),
         "HOST": "127.0.0.1",
         "PORT": "5432",
-        "OPTIONS": {"options": f"-c search_path={POSTGRES_SCHEMA}"},
+        "OPTIONS": {
+            "options": f"-c search_path={POSTGRES_SCHEMA}",
+            # Lets a test terminate its own subprocesses' backends, and no one else's.
+            "application_name": os.environ.get("PYGIGO_TEST_PG_APP", f"pygigo_t{TEST_RUN}"),
+        },
     },
 }
 

@@ -109,10 +109,11 @@ def test_a_killed_worker_is_restarted_and_the_web_server_stays_up(tmp_path: Path
         )
     try:
         wait_until(lambda: add_over_http(port), timeout=60, what="the stack to serve add(1, 2)")
-        (worker,) = [
+        (worker,) = [  # the worker service's leader (its children share its command line)
             pid
             for pid in processes_with(marker)
             if (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")[2:4] == [b"pygigo", b"worker"]
+            and os.getpgid(pid) == pid
         ]
         os.killpg(worker, signal.SIGKILL)  # the worker service's whole process group
         wait_until(lambda: "worker exited" in log.read_text(), timeout=30, what="the stack to notice")

@@ -5,10 +5,7 @@ that the tests SIGKILL."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 
 from pygigo.adapters.base import PygigoBroker, build_broker
 from pygigo.platform import runtime
+from tests.adapters.test_db_workers import workers
 from tests.conftest import migrate_database, require_service
 
 from .functions import QUEUE, RUN
@@ -28,6 +26,7 @@ FAMILIES = {
 }
 #: Worker heartbeat of the tests' invocations: a holder is stale after 3 s.
 HEARTBEAT_S = "1"
+MODULE = "tests.reliability.functions"
 
 
 def _cleanup(broker: PygigoBroker) -> None:
@@ -63,27 +62,6 @@ def broker(family: str) -> Iterator[PygigoBroker]:
             runtime.reset()
 
 
-@contextlib.contextmanager
-def worker(url: str, log: Path, *, threads: int = 4) -> Iterator[subprocess.Popen[bytes]]:
-    """`pygigo worker` (one process) serving tests.reliability.functions; stopped at the end."""
-    env = dict(os.environ, PYGIGO_BROKER_URL=url, PYGIGO_HEARTBEAT_S=HEARTBEAT_S)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "pygigo", "worker", "tests.reliability.functions", "-p", "1"]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [*command, "-t", str(threads)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+def worker(url: str, log: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """`pygigo worker` (one process, four threads) serving tests.reliability.functions."""
+    return workers(url, log, threads=4, module=MODULE, PYGIGO_HEARTBEAT_S=HEARTBEAT_S)

@@ -24,7 +24,11 @@ DATABASES = {
         "USER": os.environ.get("PYGIGO_TEST_PG_USER", "postgres"),
         "HOST": "127.0.0.1",
         "PORT": "5432",
-        "OPTIONS": {"options": f"-c search_path={POSTGRES_SCHEMA}"},
+        "OPTIONS": {
+            "options": f"-c search_path={POSTGRES_SCHEMA}",
+            # Lets a test terminate its own subprocesses' backends, and no one else's.
+            "application_name": os.environ.get("PYGIGO_TEST_PG_APP", f"pygigo_t{TEST_RUN}"),
+        },
     },
 }
 
@@ -32,3 +36,7 @@ DATABASES = {
 # PYGIGO_DEFAULT_DATABASE=postgres: this run's schema becomes their default database too.
 if os.environ.get("PYGIGO_DEFAULT_DATABASE") == "postgres":
     DATABASES["default"] = DATABASES["postgres"]
+
+# A web process whose send finds the broker down relays its outbox from a thread; tests that
+# stop a broker check the outbox by hand, so only the test of that thread turns it on.
+PYGIGO_OUTBOX_AUTO_RELAY = False

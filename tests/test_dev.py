@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -29,12 +30,21 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-@pytest.mark.slow
-def test_dev_stack_serves_private_functions_with_the_curl_line_it_prints_and_stops_cleanly(
-    tmp_path: Path,
-) -> None:
-    port = free_port()
-    marker = f"pygigo-dev-test-{port}-{os.getpid()}"
+def add_over_http(port: int) -> bool:
+    """add(1, 2) through web, db:// broker and worker; False while something is not up."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/fn/add",
+        data=b"[1, 2]",
+        headers={"Content-Type": "application/json", "Prefer": "wait=10"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return bool(json.loads(response.read()) == {"result": 3})
+    except OSError:
+        return False  # web server not listening yet
+
+
+def dev_env(tmp_path: Path, marker: str) -> dict[str, str]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "pygigo.default_site.settings",
@@ -44,6 +54,14 @@ def test_dev_stack_serves_private_functions_with_the_curl_line_it_prints_and_sto
     }
     env.pop("PYGIGO_BROKER_URL", None)
     env.pop("PYGIGO_FUNCTIONS", None)
+    return env
+
+
+@pytest.mark.slow
+def test_dev_stack_serves_the_example_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    marker = f"pygigo-dev-test-{port}-{os.getpid()}"
+    env = dev_env(tmp_path, marker)
     log = tmp_path / "dev.log"
     with log.open("wb") as out:
         stack = subprocess.Popen(
@@ -82,3 +100,35 @@ def test_dev_stack_serves_private_functions_with_the_curl_line_it_prints_and_sto
         assert f"pygigo dev: {name} stopped" in log_text
     assert processes_with(marker) == []
     assert "Killing worker process" not in log_text  # workers stopped gracefully
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_restarted_and_the_web_server_stays_up(tmp_path: Path) -> None:
+    port = free_port()
+    marker = f"pygigo-dev-test-{port}-{os.getpid()}"
+    log = tmp_path / "dev.log"
+    with log.open("wb") as out:
+        stack = subprocess.Popen(
+            [sys.executable, "-m", "pygigo", "dev", "--port", str(port)],
+            cwd=REPO,
+            env=dev_env(tmp_path, marker),
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        wait_until(lambda: add_over_http(port), timeout=60, what="the stack to serve add(1, 2)")
+        (worker,) = [  # the worker service's leader (its children share its command line)
+            pid
+            for pid in processes_with(marker)
+            if (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")[2:4] == [b"pygigo", b"worker"]
+            and os.getpgid(pid) == pid
+        ]
+        os.killpg(worker, signal.SIGKILL)  # the worker service's whole process group
+        wait_until(lambda: "worker exited" in log.read_text(), timeout=30, what="the stack to notice")
+        assert stack.poll() is None
+        wait_until(lambda: add_over_http(port), timeout=60, what="a restarted worker to serve add(1, 2)")
+    finally:
+        stack.send_signal(signal.SIGINT)
+        assert stack.wait(timeout=60) == 0
+    assert "pygigo dev: worker exited (-9); restarting it in" in log.read_text()
+    assert processes_with(marker) == []

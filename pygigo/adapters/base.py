@@ -229,6 +229,12 @@ class PygigoBroker(dramatiq.Broker):
         """Message counts of ``queue_name`` (see :class:`QueueStats`)."""
         raise NotImplementedError
 
+    def deliveries(self, message: Any) -> int | None:
+        """How many times the broker has handed out this message (this delivery included),
+        counting redeliveries after a worker died, not Dramatiq's retries (those are new
+        messages); None where the broker does not count."""
+        return None
+
     # Enqueue: capability checks first, then the driver, with its errors translated.
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
         self.check_size(message)

@@ -25,6 +25,7 @@ class InvocationAdmin(admin.ModelAdmin):
         "attempts",
         "principal",
         "created_at",
+        "heartbeat_at",
         "finished_at",
         "relayed",
     )
@@ -45,6 +46,8 @@ class InvocationAdmin(admin.ModelAdmin):
         "idempotency_key",
         "created_at",
         "started_at",
+        "holder",
+        "heartbeat_at",
         "finished_at",
         "error",
         "relayed",

@@ -3,7 +3,9 @@
 Migrates the database, makes sure an admin user and a development API key exist, starts each
 process in its own process group, prints where to look and a `curl` line that works for the
 functions it serves, and on Ctrl-C (or SIGTERM) stops every process it started — gracefully
-first, then by force — so nothing is left running.
+first, then by force — so nothing is left running. A worker or scheduler that dies is started
+again (after ``RESTART_DELAY_S``); only the web server's exit ends the stack, so a crashing
+function never takes the web server down.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pygigo.platform.registry import registry
 from .models import ApiKey
 
 STOP_GRACE_S = 15.0
+RESTART_DELAY_S = 2.0
 
 
 @dataclass
@@ -160,9 +163,13 @@ def run(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+
+    def start(service: Service) -> None:
+        service.process = subprocess.Popen(service.argv, start_new_session=True)
+
     try:
         for service in stack:
-            service.process = subprocess.Popen(service.argv, start_new_session=True)
+            start(service)
         url = f"http://{host}:{port}/"
         print(
             f"\nPygigo is running at {url}  (broker: {os.environ.get('PYGIGO_BROKER_URL', '')})", flush=True
@@ -176,12 +183,18 @@ def run(
         while True:
             for service in stack:
                 assert service.process
-                if service.process.poll() is not None:
-                    print(
-                        f"pygigo dev: {service.name} exited ({service.process.returncode}); stopping",
-                        flush=True,
-                    )
+                if service.process.poll() is None:
+                    continue
+                if service.name == "web":
+                    print(f"pygigo dev: web exited ({service.process.returncode}); stopping", flush=True)
                     return 1
+                print(
+                    f"pygigo dev: {service.name} exited ({service.process.returncode}); "
+                    f"restarting it in {RESTART_DELAY_S:g}s",
+                    flush=True,
+                )
+                time.sleep(RESTART_DELAY_S)
+                start(service)
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\npygigo dev: stopping…", flush=True)

@@ -56,12 +56,18 @@ class Invocation(models.Model):
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    #: While running: which delivery holds it (host/pid/token) and when it last said so.
+    #: A redelivery takes over only once the holder's heartbeat is stale (see tracking).
+    holder = models.CharField(max_length=128, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     envelope = models.JSONField(default=dict, blank=True)
     wire = models.TextField(blank=True, default="")
     relayed = models.BooleanField(default=False)
+    #: When a relay took this row to send it (two relays never send one row at once).
+    relay_claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-created_at",)
@@ -96,6 +102,7 @@ class Invocation(models.Model):
             "attempts": self.attempts,
             "created_at": iso(self.created_at),
             "started_at": iso(self.started_at),
+            "heartbeat_at": iso(self.heartbeat_at),
             "finished_at": iso(self.finished_at),
             "error": self.error or None,
             "links": {"self": f"/invocations/{self.id}", "result": f"/invocations/{self.id}/result"},

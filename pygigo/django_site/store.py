@@ -3,7 +3,7 @@ wait for, cancel, re-run and prune.
 
 Contract of :func:`submit`: when it returns, the invocation is durably recorded; it has been
 handed to the broker, or — if the broker was unreachable — it stays in the outbox
-(``relayed=False``) and :func:`pygigo.django_site.outbox.relay` sends it later. Either way the
+(``relayed=False``) and :mod:`pygigo.django_site.outbox` sends it later, by itself. Either way the
 caller may answer ``202 Accepted``.
 """
 
@@ -59,6 +59,9 @@ def _send(invocation_id: Any, message: dramatiq.Message[Any]) -> bool:
         runtime.get_broker().enqueue(message)
     except BrokerUnavailable as exc:
         logger.warning("Broker unavailable; invocation %s stays in the outbox: %s", invocation_id, exc)
+        from . import outbox  # imports this module
+
+        outbox.relay_soon()
         return False
     except BrokerError as exc:
         undeliverable(invocation_id, exc)
@@ -218,12 +221,19 @@ def rerun(invocation: Invocation) -> Invocation:
     function = registry.get(invocation.function)
     if function is None:
         raise LookupError(f"function {invocation.function!r} is not loaded in this process")
-    stored = dict(invocation.envelope)
-    stored["headers"] = [pair for pair in stored.get("headers", []) if pair[1] != MASK]
-    old = Envelope.from_dict(stored)
-    fresh = dataclasses.replace(old, id=new_id(), idempotency_key=None, enqueued_at=time.time())
+    fresh = dataclasses.replace(
+        stored_envelope(invocation), id=new_id(), idempotency_key=None, enqueued_at=time.time()
+    )
     created, _ = submit(fresh, function)
     return created
+
+
+def stored_envelope(invocation: Invocation) -> Envelope:
+    """The envelope as stored: secrets were masked, so masked headers are dropped (a re-run
+    or a resend never forwards them)."""
+    stored = dict(invocation.envelope)
+    stored["headers"] = [pair for pair in stored.get("headers", []) if pair[1] != MASK]
+    return Envelope.from_dict(stored)
 
 
 def result_ttl_s() -> float:

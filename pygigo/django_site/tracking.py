@@ -8,14 +8,19 @@ comparison per hook.
 
 Transitions, each one UPDATE:
 
-* ``before_process_message``: queued/retrying → running, ``attempts += 1``. The UPDATE is
-  conditional, which is also the exactly-once gate: a duplicate message (outbox relayed it
-  twice) or a cancelled invocation matches no row and is skipped. A row stuck in ``running``
-  longer than the function's time limit is taken over (its worker died: at-least-once).
+* ``before_process_message``: queued/retrying → running, ``attempts += 1``, with this
+  delivery's *holder* token and a fresh heartbeat (:mod:`.heartbeat`). The UPDATE is
+  conditional, which is also the exactly-once gate. A ``running`` row is taken over only when
+  its holder's heartbeat is stale (the worker died) and it has runs left; with none left
+  (``attempts`` = ``max_retries + 1``: a poison message that kills its worker) it becomes
+  ``dead`` ("the worker died while running it") and the message is dead-lettered. A delivery
+  while the holder is alive (a duplicate) is looked at again after the stale window rather than
+  acked away; one of a finished or cancelled invocation is acked without running.
 * ``after_process_message``: → succeeded (with the result); on an exception → retrying if
   Dramatiq's Retries middleware will retry it, else ``dead`` when retries were exhausted or
-  ``failed`` when none were allowed (non-retryable error, ``max_retries=0``). A message the
-  guard refused as expired → dead.
+  ``failed`` when none were allowed (non-retryable error, ``max_retries=0``). Written only
+  while this delivery still holds the row (fencing: a holder that was taken over records
+  nothing). A message the guard refused as expired → dead.
 * ``after_skip_message``: a message skipped by Dramatiq's AgeLimit (``max_age``) → dead.
 
 Dramatiq emits ``after_*`` hooks in reverse middleware order, so this runs before Retries
@@ -25,7 +30,7 @@ and predicts its decision with :func:`pygigo.platform.invocations.will_retry`.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import threading
 from typing import Any
 
 import dramatiq
@@ -34,15 +39,23 @@ from django.db.models import F, Q
 from django.utils import timezone
 from dramatiq.middleware import Middleware, SkipMessage
 
-from pygigo.platform import invocations
+from pygigo.platform import invocations, poison
 from pygigo.platform.envelope import EnvelopeError
 
+from . import heartbeat
 from .models import STARTABLE, Invocation, Status
 from .store import notify
 
 logger = logging.getLogger("pygigo.tracking")
 
-DEFAULT_TIME_LIMIT_MS = 600_000
+
+class _Holding(threading.local):
+    """The holder token of the invocation this worker thread runs (None: it holds none)."""
+
+    holder: str | None = None
+
+
+_holding = _Holding()
 
 
 def _error_text(exception: BaseException) -> str:
@@ -53,6 +66,7 @@ class InvocationTracker(Middleware):
     """Writes Invocation status transitions (see module docstring)."""
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        _holding.holder = None
         if message.actor_name != invocations.ENVELOPE_ACTOR or message.failed:
             return
         envelope = invocations.current().envelope
@@ -61,25 +75,34 @@ class InvocationTracker(Middleware):
         # Worker threads live long: drop connections that broke or aged out while idle.
         close_old_connections()
         now = timezone.now()
-        time_limit_ms = message.options.get("time_limit") or DEFAULT_TIME_LIMIT_MS
-        stale = now - timedelta(milliseconds=time_limit_ms)
-        started = Invocation.objects.filter(
-            Q(status__in=STARTABLE) | Q(status=Status.RUNNING, started_at__lt=stale), id=envelope.id
-        ).update(status=Status.RUNNING, attempts=F("attempts") + 1, started_at=now)
+        holder = heartbeat.new_holder()
+        max_retries = invocations.max_retries(broker, message)
+        takeover = heartbeat.stale_holder(now)
+        if max_retries is not None:
+            takeover &= Q(attempts__lte=max_retries)
+        started = Invocation.objects.filter(Q(status__in=STARTABLE) | takeover, id=envelope.id).update(
+            status=Status.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now, holder=holder
+        )
         if started:
+            _holding.holder = holder
+            heartbeat.hold(holder)
             return
-        row = Invocation.objects.filter(id=envelope.id).values_list("status", "started_at").first()
+        row = Invocation.objects.filter(id=envelope.id).values_list("status", "holder").first()
         if row is None:
             # Sent by something that does not record invocations: run it untracked.
             logger.debug("Invocation %s has no row; running untracked", envelope.id)
             return
-        status, started_at = row
-        if status == Status.RUNNING and started_at is not None:
-            # Redelivered while the row says running: either a duplicate delivery, or the
-            # worker that ran it died (SIGKILL) and this is the only copy left. Skipping would
-            # ack it away, so look again once that run would have hit its time limit.
-            recheck_ms = int((started_at - stale).total_seconds() * 1000) + 1000
-            broker.enqueue(message.copy(), delay=max(1000, recheck_ms))
+        status, old_holder = row
+        if status == Status.RUNNING:
+            died = Invocation.objects.filter(heartbeat.stale_holder(now), id=envelope.id, holder=old_holder)
+            if died.update(status=Status.DEAD, error=poison.WORKER_DIED, finished_at=now, holder=""):
+                notify(envelope.id)
+                poison.dead_letter(message, f"invocation {envelope.id}: {poison.WORKER_DIED} on its last run")
+                return
+            # Its holder is alive (a duplicate delivery), or died so recently that its
+            # heartbeat is not stale yet: acking would lose the only copy if it did die.
+            recheck_ms = int((heartbeat.stale_after().total_seconds() + heartbeat.interval_s()) * 1000)
+            broker.enqueue(message.copy(), delay=recheck_ms)
             logger.info(
                 "Invocation %s is running elsewhere; checking again in %d ms", envelope.id, recheck_ms
             )
@@ -101,8 +124,15 @@ class InvocationTracker(Middleware):
         envelope = state.envelope
         if envelope is None:
             return
+        holder, _holding.holder = _holding.holder, None
         try:
-            self._record_outcome(broker, message, envelope.id, state, exception)
+            if holder is not None:
+                heartbeat.release(holder)
+                self._record_outcome(broker, message, envelope.id, holder, state, exception)
+            elif message.failed and state.refusal:
+                Invocation.objects.filter(id=envelope.id, status__in=STARTABLE).update(
+                    status=Status.DEAD, error=state.refusal, finished_at=timezone.now()
+                )
         finally:
             notify(envelope.id)
 
@@ -111,32 +141,36 @@ class InvocationTracker(Middleware):
         broker: dramatiq.Broker,
         message: Any,
         invocation_id: str,
+        holder: str,
         state: Any,
         exception: BaseException | None,
     ) -> None:
-        rows = Invocation.objects.filter(id=invocation_id)
+        # Fenced: only while this delivery still holds the row.
+        rows = Invocation.objects.filter(id=invocation_id, status=Status.RUNNING, holder=holder)
         now = timezone.now()
-        if exception is None and not message.failed:
+        if exception is None:
             try:
-                rows.update(status=Status.SUCCEEDED, result=state.result, error="", finished_at=now)
+                written = rows.update(status=Status.SUCCEEDED, result=state.result, error="", finished_at=now)
             except (TypeError, ValueError) as exc:  # the return value is not JSON
-                rows.update(
+                written = rows.update(
                     status=Status.FAILED, error=f"result is not JSON-serialisable: {exc}", finished_at=now
                 )
                 message.fail()
-            return
-        if exception is None:  # refused by the guard (expired)
-            rows.update(status=Status.DEAD, error=state.refusal or "refused", finished_at=now)
-            return
-        if invocations.will_retry(broker, message, exception):
-            rows.update(status=Status.RETRYING, error=_error_text(exception))
-            return
-        exhausted = message.options.get("retries", 0) > 0
-        rows.update(
-            status=Status.DEAD if exhausted else Status.FAILED,
-            error=_error_text(exception),
-            finished_at=now,
-        )
+        elif invocations.will_retry(broker, message, exception):
+            written = rows.update(status=Status.RETRYING, error=_error_text(exception))
+        else:
+            exhausted = message.options.get("retries", 0) > 0
+            written = rows.update(
+                status=Status.DEAD if exhausted else Status.FAILED,
+                error=_error_text(exception),
+                finished_at=now,
+            )
+        if not written:
+            logger.warning(
+                "Invocation %s: this run lost its hold (its heartbeat went stale and another "
+                "delivery took over); its outcome is not recorded",
+                invocation_id,
+            )
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         # Only AgeLimit skips *and fails* a message before the guard ran; our own skip

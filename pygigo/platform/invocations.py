@@ -212,9 +212,16 @@ def will_retry(broker: dramatiq.Broker, message: Any, exception: BaseException |
     throws = message.options.get("throws") or actor.options.get("throws")
     if throws and isinstance(exception, throws):
         return False
-    retries = message.options.get("retries", 0)
-    max_retries = message.options.get("max_retries", actor.options.get("max_retries", 20))
-    return max_retries is None or retries < max_retries
+    limit = max_retries(broker, message)
+    return limit is None or message.options.get("retries", 0) < limit
+
+
+def max_retries(broker: dramatiq.Broker, message: Any) -> int | None:
+    """The message's retry budget as Dramatiq's Retries middleware reads it (None: unlimited).
+    A message may run ``max_retries + 1`` times, counting runs its worker died in."""
+    actor = broker.get_actor(message.actor_name)
+    limit = message.options.get("max_retries", actor.options.get("max_retries", 20))
+    return None if limit is None else int(limit)
 
 
 class EnvelopeGuard(Middleware):

@@ -54,10 +54,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "options": {"older_than_s": 7 * 24 * 3600},
         "app": "pygigo.adapters.db",
     },
+    # db:// messages whose worker died, and invocations stuck in `running` on any broker.
     "requeue_expired_leases": {
         "enabled": True,
         "schedule": "@every 30s",
-        "hook": "pygigo.adapters.db.maintenance.requeue_expired",
+        "hook": "pygigo.platform.maintenance.requeue_expired_leases",
+        "options": {},
+    },
+    # Invocations accepted while the broker was down (web processes relay them too).
+    "relay_outbox": {
+        "enabled": True,
+        "schedule": "@every 10s",
+        "hook": "pygigo.django_site.outbox.relay",
         "options": {},
         "app": "pygigo.adapters.db",
     },
@@ -160,6 +168,25 @@ def _runner(job: str, hook: Callable[..., Any], options: dict[str, Any]) -> Call
         return result
 
     return run
+
+
+#: What ``requeue_expired_leases`` recovers, by the part of Pygigo that provides it.
+RECOVERY_HOOKS = {
+    "messages": "pygigo.adapters.db.maintenance.requeue_expired",
+    "invocations": "pygigo.django_site.heartbeat.recover_stuck",
+}
+
+
+def requeue_expired_leases() -> dict[str, int]:
+    """Deliver again what a dead worker held: db:// messages whose lease expired, and
+    invocations stuck in ``running`` whose heartbeat stopped. Returns how many of each (parts
+    that are not installed are left out)."""
+    counts = {}
+    for what, path in RECOVERY_HOOKS.items():
+        hook = _resolve("requeue_expired_leases", path)
+        if hook is not None:
+            counts[what] = int(hook())
+    return counts
 
 
 def report_dead_letters(broker: PygigoBroker | None = None) -> dict[str, int]:

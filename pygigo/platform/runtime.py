@@ -35,12 +35,14 @@ logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_DiscardedResultFilt
 
 
 def build_middleware() -> list[Middleware]:
-    """Dramatiq's default middleware, Pygigo's envelope guard, then the registered classes and
-    those named in ``PYGIGO_MIDDLEWARE`` (so storage middleware sees only verified envelopes)."""
+    """Dramatiq's default middleware, Pygigo's envelope and poison guards, then the registered
+    classes and those named in ``PYGIGO_MIDDLEWARE`` (so storage middleware sees only verified
+    envelopes)."""
     from .invocations import EnvelopeGuard
+    from .poison import PoisonGuard
 
     middleware: list[Middleware] = [cls() for cls in default_middleware]
-    middleware.append(EnvelopeGuard())
+    middleware += [EnvelopeGuard(), PoisonGuard()]
     for path in settings.middleware_paths():
         try:
             cls = import_string(path)

@@ -14,6 +14,12 @@ Every replica runs the same loop; the store decides who acts:
 * **Run record**: before enqueueing a slot the leader inserts the unique (schedule, slot) run
   record and enqueues only if its insert won; the outcome is recorded, a failed enqueue is
   retried by a later tick (never lost), and given up after ``max_attempts`` (logged).
+* **Failover** takes at most ``lease_s + lease_s / 3`` (expiry plus a follower's next try):
+  the default lease (6 s) keeps that under the grace period (10 s), so the new leader still
+  fires the slots that fell in the gap, even under ``misfire="skip"``.
+* **Skipped slots**: every slot a misfire policy drops (SKIP: later than the grace period;
+  ONCE: all but the latest; CATCH_UP: beyond its cap) is logged with the reason and counted
+  in :data:`SKIPPED_SLOTS` (by schedule and policy), never dropped silently.
 * **Changes**: every ``poll_s`` the loop reads the store's cheap ``changes_token`` and, when
   it moved, reloads stored schedules and resyncs the APScheduler jobs (no restart).
 
@@ -23,19 +29,21 @@ and retries. Both go through ``fire``, which is safe to call concurrently (run r
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from .cron import slots_to_fire
+from .cron import Misfire, slots_to_fire
 from .registry import registry
 from .schedule_store import ScheduleStore
 from .schedules import IntervalSchedule, ScheduleConfigError, ScheduleRegistry, ScheduleSpec, schedules
@@ -43,6 +51,13 @@ from .schedules import IntervalSchedule, ScheduleConfigError, ScheduleRegistry, 
 logger = logging.getLogger("pygigo.scheduler")
 
 Clock = Callable[[], datetime]
+
+DEFAULT_LEASE_S = 6.0
+DEFAULT_GRACE_S = 10.0
+#: Slots dropped by a misfire policy, by (schedule, policy), since the process started.
+SKIPPED_SLOTS: Counter[tuple[str, str]] = Counter()
+#: Most skipped slots enumerated per look (a schedule off for months must not stall a tick).
+_SKIP_SCAN_LIMIT = 10_000
 
 
 def utc_now() -> datetime:
@@ -85,9 +100,9 @@ class Scheduler:
         code_schedules: ScheduleRegistry = schedules,
         builtin: Iterable[ScheduleSpec] = (),
         holder: str | None = None,
-        lease_s: float = 15.0,
+        lease_s: float = DEFAULT_LEASE_S,
         poll_s: float = 2.0,
-        grace_s: float = 10.0,
+        grace_s: float = DEFAULT_GRACE_S,
         max_attempts: int = 10,
         retry_delay_s: float = 5.0,
         stale_after_s: float = 60.0,
@@ -95,6 +110,15 @@ class Scheduler:
     ) -> None:
         if lease_s <= 0 or poll_s <= 0:
             raise ScheduleConfigError("lease_s and poll_s must be positive")
+        if lease_s * 4 / 3 >= grace_s:
+            logger.warning(
+                "scheduler: a failover may take %.1fs (lease_s=%s + lease_s/3), longer than "
+                "grace_s=%s: slots falling in it are skipped under misfire='skip' (logged). "
+                "Lower lease_s or raise grace_s.",
+                lease_s * 4 / 3,
+                lease_s,
+                grace_s,
+            )
         self.store = store
         self.code_schedules = code_schedules
         self.builtin = list(builtin)
@@ -112,6 +136,7 @@ class Scheduler:
         self._next_renewal = 0.0
         self._aps: BackgroundScheduler | None = None
         self._lock = threading.Lock()
+        self._skipped_upto: dict[str, datetime] = {}  # reported once per process
 
     # -- leadership -------------------------------------------------------------------------
 
@@ -225,6 +250,8 @@ class Scheduler:
         except Exception:
             logger.exception("schedule %s: cannot compute due slots", name)
             return []
+        if last is not None:
+            self._report_skipped(spec, max(last, self._skipped_upto.get(name, last)), now, due)
         claimed = []
         for slot in due:
             if self.store.claim_run(name, slot, self.holder):
@@ -233,6 +260,33 @@ class Scheduler:
         if len(due) > 1:
             logger.info("schedule %s: %d slot(s) due after downtime (%s)", name, len(due), spec.misfire)
         return claimed
+
+    def _report_skipped(
+        self, spec: ScheduleSpec, after: datetime, now: datetime, due: list[datetime]
+    ) -> None:
+        """Log and count the slots in (after, now] the misfire policy does not fire."""
+        fired = set(due)
+        candidates = itertools.islice(spec.slots.slots_between(after, now), _SKIP_SCAN_LIMIT)
+        # Slots after the first due one are not missed: they are due, or not due yet.
+        skipped = [slot for slot in candidates if slot not in fired and (not due or slot < due[0])]
+        if not skipped:
+            return
+        self._skipped_upto[spec.name] = skipped[-1]
+        reason = {
+            Misfire.SKIP: f"more than grace_s={self.grace_for(spec):g}s late",
+            Misfire.ONCE: "only the latest missed slot runs",
+            Misfire.CATCH_UP: f"beyond catch_up_cap={spec.catch_up_cap}",
+        }[spec.misfire]
+        SKIPPED_SLOTS[(spec.name, spec.misfire.value)] += len(skipped)
+        logger.warning(
+            "schedule %s: skipped %d slot(s) from %s to %s (misfire=%s: %s)",
+            spec.name,
+            len(skipped),
+            skipped[0].isoformat(),
+            skipped[-1].isoformat(),
+            spec.misfire.value,
+            reason,
+        )
 
     def fire_due(self, now: datetime | None = None) -> dict[str, list[datetime]]:
         """``fire`` every enabled schedule: a new leader's catch-up, and each tick's safety net

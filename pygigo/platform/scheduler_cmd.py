@@ -142,7 +142,7 @@ def print_schedules(
 
 def add_scheduler_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("modules", nargs="*", help="modules that define your functions and schedules")
-    parser.add_argument("--lease", dest="lease_s", type=float, help="leader lease seconds (default 15)")
+    parser.add_argument("--lease", dest="lease_s", type=float, help="leader lease seconds (default 6)")
     parser.add_argument("--poll", dest="poll_s", type=float, help="seconds between reload checks (default 2)")
     parser.add_argument("--id", dest="holder", help="replica id shown in the lease (default host:pid:random)")
 

@@ -1,10 +1,11 @@
 """Running workers: Dramatiq's process manager, with Pygigo's broker and fail-fast checks.
 
 ``run_worker`` checks everything it can in the parent process (the modules import, the queues
-exist, the broker answers) and only then hands over to Dramatiq's CLI, which forks the worker
-processes, forwards signals (TERM/INT: graceful stop, requeueing prefetched and delayed
-messages; HUP: reload) and restarts nothing behind your back. Each worker process calls
-:func:`boot`, which configures Django and builds the broker from settings.
+exist, the broker answers) and only then starts the worker processes under
+:mod:`.supervisor`: each runs Dramatiq's CLI with one process (TERM/INT: graceful stop,
+requeueing prefetched and delayed messages; HUP: reload), and one that dies is restarted with
+back-off. Each worker process calls :func:`boot`, which configures Django and builds the
+broker from settings.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import dramatiq
-from dramatiq import cli as dramatiq_cli
 
 from ..adapters.base import ConfigurationError
-from . import runtime, settings
+from . import runtime, settings, supervisor
 from .registry import registry
 
 logger = logging.getLogger("pygigo.worker")
@@ -109,19 +110,22 @@ def run_worker(
     Returns the exit code (0 after a clean shutdown).
     """
     preflight(modules, queues)
-    argv = [BOOT, *modules, "--processes", str(processes), "--threads", str(threads)]
+    argv = [BOOT, *modules, "--processes", "1", "--threads", str(threads)]
     argv += ["--worker-shutdown-timeout", str(int(shutdown_timeout_s * 1000))]
     if queues:
         argv += ["--queues", *queues]
     if watch:
         argv += ["--watch", watch]
-    if pid_file:
-        argv += ["--pid-file", pid_file]
     if log_file:
         argv += ["--log-file", log_file]
     argv += ["-v"] * verbose
-    args = dramatiq_cli.make_argument_parser().parse_args(argv)
-    return int(dramatiq_cli.main(args) or 0)
+    if pid_file:
+        Path(pid_file).write_text(f"{os.getpid()}\n")
+    try:
+        return supervisor.supervise(supervisor.dramatiq_command(argv), processes)
+    finally:
+        if pid_file:
+            Path(pid_file).unlink(missing_ok=True)
 
 
 def _queue_list(value: str) -> list[str]:

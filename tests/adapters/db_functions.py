@@ -34,3 +34,10 @@ def read_calls(directory: str) -> list[tuple[int, float]]:
                     n, started = line.split()
                     calls.append((int(n), float(started)))
     return calls
+
+
+@pygigo.function(queue=QUEUE, max_retries=0)
+def mark_slowly(directory: str, n: int) -> None:
+    """``mark`` after 50 ms: keeps worker threads busy, so outcomes are in flight at any time."""
+    time.sleep(0.05)
+    mark.fn(directory, n)

@@ -1,5 +1,6 @@
 """db:// with real worker processes (`pygigo worker`), on SQLite and PostgreSQL: exactly-once
-under concurrency, delays that survive a restart, and how fast an idle worker wakes up."""
+under concurrency, delays that survive a restart, how fast an idle worker wakes up, and acks
+that survive the workers' database connections being terminated."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.db import transaction
+from django.db import connections, transaction
 
 from pygigo.adapters.base import PygigoBroker, build_broker
 from pygigo.platform import runtime
@@ -46,14 +47,21 @@ def broker(alias: str) -> Iterator[PygigoBroker]:
 
 @contextlib.contextmanager
 def workers(
-    url: str, log: Path, *, processes: int = 1, threads: int = 2
+    url: str,
+    log: Path,
+    *,
+    processes: int = 1,
+    threads: int = 2,
+    module: str = "tests.adapters.db_functions",
+    **env_vars: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`pygigo worker` serving db_functions; stopped gracefully (SIGTERM) on exit."""
-    env = dict(os.environ, PYGIGO_BROKER_URL=url)
+    """`pygigo worker` serving ``module`` (with ``env_vars`` in its environment); stopped
+    gracefully (SIGTERM) on exit."""
+    env = dict(os.environ, PYGIGO_BROKER_URL=url, **env_vars)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "pygigo", "worker", "tests.adapters.db_functions"]
+    command = [sys.executable, "-m", "pygigo", "worker", module]
     command += ["-p", str(processes), "-t", str(threads)]
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         process = subprocess.Popen(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -148,3 +156,49 @@ def test_idle_worker_wakes_up_in_time(broker: PygigoBroker, alias: str, tmp_path
             latencies.append(started - sent)
     print(f"\n{alias}: wake-up latencies (ms): {[round(x * 1000) for x in latencies]}")
     assert max(latencies) < bound_s, latencies
+
+
+APP = f"pygigo_w{os.environ['PYGIGO_TEST_RUN']}"
+
+
+def terminate_worker_backends() -> int:
+    with connections["postgres"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", [APP]
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_no_row_stays_claimed_after_the_workers_backends_are_terminated(
+    broker: PygigoBroker, alias: str, tmp_path: Path
+) -> None:
+    """The workers' connections are terminated mid-drain (``pg_terminate_backend``, as a
+    failover or an administrator would). Dramatiq restarts the consumers; outcomes posted
+    meanwhile must still be written, so no row stays claimed."""
+    if alias != "postgres":
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    count = 800
+    rows = broker.rows().filter(queue_name=db_functions.QUEUE)  # type: ignore[attr-defined]
+    # The application name lets the test terminate its workers' backends and no one else's.
+    with workers("db://postgres", tmp_path / "worker.log", threads=8, PYGIGO_TEST_PG_APP=APP):
+        warm_up(tmp_path)
+        with transaction.atomic(using="postgres"):
+            for n in range(count):
+                db_functions.mark_slowly.send(str(tmp_path), n)
+        terminated = 0
+        for fraction in (0.2, 0.35, 0.5, 0.65):
+            wait_until(
+                lambda f=fraction: len(db_functions.read_calls(str(tmp_path))) >= f * count, 120, "the drain"
+            )
+            terminated += terminate_worker_backends()
+        wait_until(lambda: {n for n, _ in db_functions.read_calls(str(tmp_path))} >= set(range(count)), 120)
+        drained = time.monotonic()
+        # Well within the 60 s lease: only acks that were written can have removed the rows.
+        wait_until(lambda: not rows.exists(), 30, "every row to be acked")
+        settled_s = time.monotonic() - drained
+    runs = Counter(n for n, _ in db_functions.read_calls(str(tmp_path)) if n >= 0)
+    assert terminated >= 4
+    twice = sum(1 for k in runs.values() if k > 1)
+    print(
+        f"\n{count} messages, {terminated} backends terminated, {twice} ran twice, acked {settled_s:.1f}s after"
+    )

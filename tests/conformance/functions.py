@@ -82,7 +82,8 @@ def slow(key: str, seconds: float) -> None:
     record.add(key, None)
 
 
-@pygigo.function(queue=SLOW_QUEUE, max_retries=0, time_limit_s=120)
+# One retry: a run its worker died in counts against max_retries (poison-message cap).
+@pygigo.function(queue=SLOW_QUEUE, max_retries=1, time_limit_s=120)
 def hold(directory: str) -> None:
     """Cross-process: mark the start (one file per attempt), wait for release, mark done."""
     path = Path(directory)

@@ -1,8 +1,15 @@
 """Django-site fixtures: a migrated database (once per session), a memory broker with an
-in-process Dramatiq worker, test clients."""
+in-process Dramatiq worker, test clients, a private redis-server that tests may stop."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 
 import dramatiq
@@ -11,6 +18,7 @@ from django.core.management import call_command
 
 from pygigo.adapters.base import PygigoBroker, build_broker
 from pygigo.platform import runtime
+from tests.conftest import free_port
 
 from . import functions
 
@@ -40,3 +48,59 @@ def worker(broker: PygigoBroker) -> Iterator[dramatiq.Worker]:
     yield running
     functions.gate.set()
     running.stop(timeout=10_000)
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port, so stopping it disturbs nobody else's tests
+    (other runs share the machine's Redis on 6379)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="pygigo-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return
+            assert time.monotonic() < deadline, "private redis-server did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("PYGIGO_REQUIRE_SERVICES") == "1":
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:  # whatever happened: no server left behind, nor a stopped one in use
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)

@@ -68,3 +68,11 @@ def fe_block(request: HttpRequest) -> dict[str, Any]:
 def fe_count(key: str) -> int:
     calls.append(key)
     return len(calls)
+
+
+@pygigo.function(queue=QUEUE)
+def fe_hold(key: str) -> str:
+    """Runs until the test sets ``gate``."""
+    calls.append(key)
+    gate.wait(10)
+    return key

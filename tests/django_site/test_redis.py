@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 
 import dramatiq
-import pytest
 from django.test import Client
 
 from pygigo.adapters.base import PygigoBroker, build_broker
 from pygigo.django_site import outbox, store
 from pygigo.django_site.models import Invocation, Status
 from pygigo.platform import runtime
-from tests.conftest import free_port, require_service
+from tests.conftest import require_service
 
 from . import functions
+from .conftest import PrivateRedis
 
 RUN = functions.RUN
 
@@ -67,62 +61,6 @@ def test_prefer_wait_round_trip_on_redis() -> None:
         assert response.status_code == 201
         assert response.json()["body"] == "over redis"
         assert response["Preference-Applied"] == "wait=10"
-
-
-class PrivateRedis:
-    """A redis-server of our own on a free port, so stopping it disturbs nobody else's tests
-    (other runs share the machine's Redis on 6379)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="pygigo-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
-                return
-            assert time.monotonic() < deadline, "private redis-server did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("PYGIGO_REQUIRE_SERVICES") == "1":
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = PrivateRedis()
-    server.start()
-    try:
-        yield server
-    finally:  # whatever happened: no server left behind, nor a stopped one in use
-        server.stop()
-        shutil.rmtree(server.dir, ignore_errors=True)
 
 
 def test_outbox_keeps_what_was_accepted_while_the_broker_was_down(private_redis: PrivateRedis) -> None:

@@ -8,14 +8,16 @@ from datetime import timedelta
 
 import dramatiq
 import pytest
+from django.test import override_settings
 from django.utils import timezone
 
 from pygigo.adapters.base import PygigoBroker
-from pygigo.django_site import store
+from pygigo.django_site import heartbeat, store
 from pygigo.django_site.models import Invocation, Status
 from pygigo.platform import invocations
 from pygigo.platform.envelope import Envelope, seal
 from pygigo.platform.invocations import InvocationFailed, InvocationTimeout
+from tests.conftest import wait_until
 
 from . import functions
 
@@ -160,21 +162,84 @@ def test_masked_envelope_hides_secrets() -> None:
     assert store.masked(dataclasses.replace(envelope))["headers"] == [["Cookie", "***"], ["Accept", "x"]]
 
 
-def test_redelivery_while_running_is_checked_again_not_dropped(broker: PygigoBroker) -> None:
-    """A worker SIGKILLed mid-run leaves the row 'running'; the broker's redelivery is the only
-    copy left, so it must come back after the time limit instead of being acked away."""
-    envelope = Envelope(function="fe_count", kind="call", args=("orphan",))
-    invocation, _ = store.submit(envelope, functions.fe_count)
-    Invocation.objects.filter(id=invocation.id).update(
-        status=Status.RUNNING, attempts=1, started_at=timezone.now()
-    )
+def _run_once(broker: PygigoBroker) -> None:
     running = dramatiq.Worker(broker, worker_threads=1, worker_timeout=20)
     running.start()
     try:
         running.join()
     finally:
+        running.stop()  # graceful: a delayed re-check goes back to the broker's delay queue
+
+
+def _orphan(key: str, **row: object) -> Invocation:
+    """An invocation whose row says it is running somewhere (as ``row`` describes), and its
+    message back in the broker: what a redelivery after a worker's death looks like."""
+    envelope = Envelope(function="fe_count", kind="call", args=(key,))
+    invocation, _ = store.submit(envelope, functions.fe_count)
+    Invocation.objects.filter(id=invocation.id).update(started_at=timezone.now(), **row)
+    return invocation
+
+
+@override_settings(PYGIGO_HEARTBEAT_S=60)  # the re-check comes back long after the test
+def test_redelivery_while_the_holder_is_alive_is_checked_again_not_dropped(
+    broker: PygigoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its holder's heartbeat is fresh: a duplicate delivery must not run it a second time, but
+    must not be acked away either (the holder may be about to die)."""
+    invocation = _orphan(
+        "alive", status=Status.RUNNING, attempts=1, holder="w/1/x", heartbeat_at=timezone.now()
+    )
+    running = dramatiq.Worker(broker, worker_threads=1, worker_timeout=20)
+    running.start()
+    try:
+        wait_until(lambda: "running elsewhere" in caplog.text, what="the delivery to be looked at")
+    finally:
         running.stop()  # graceful: the delayed re-check goes back to the broker's delay queue
-    assert "orphan" not in functions.calls
+    assert "alive" not in functions.calls
     stats = broker.queue_stats(functions.QUEUE)
     assert (stats.ready, stats.delayed, stats.dead) == (0, 1, 0)
     assert Invocation.objects.get(id=invocation.id).status == Status.RUNNING
+
+
+def test_redelivery_after_the_holder_died_takes_over(broker: PygigoBroker) -> None:
+    stale = timezone.now() - heartbeat.stale_after() - timedelta(seconds=1)
+    invocation = _orphan("orphan", status=Status.RUNNING, attempts=1, holder="w/1/x", heartbeat_at=stale)
+    _run_once(broker)
+    assert functions.calls == ["orphan"]
+    row = Invocation.objects.get(id=invocation.id)
+    assert (row.status, row.attempts, row.holder != "w/1/x") == (Status.SUCCEEDED, 2, True)
+    assert row.as_json()["heartbeat_at"] is not None
+
+
+def test_redelivery_of_a_finished_invocation_is_acked_without_running(broker: PygigoBroker) -> None:
+    invocation = _orphan("done", status=Status.SUCCEEDED, attempts=1, result=1)
+    _run_once(broker)
+    assert "done" not in functions.calls
+    stats = broker.queue_stats(functions.QUEUE)
+    assert (stats.ready, stats.delayed, stats.dead) == (0, 0, 0)
+    assert Invocation.objects.get(id=invocation.id).status == Status.SUCCEEDED
+
+
+def test_worker_died_on_the_last_allowed_run_dead_letters_it(broker: PygigoBroker) -> None:
+    stale = timezone.now() - heartbeat.stale_after() - timedelta(seconds=1)
+    # fe_count allows 3 retries: 4 runs, all of which died with their worker.
+    invocation = _orphan("poison", status=Status.RUNNING, attempts=4, holder="w/1/x", heartbeat_at=stale)
+    _run_once(broker)
+    assert "poison" not in functions.calls
+    assert broker.queue_stats(functions.QUEUE).dead == 1
+    row = Invocation.objects.get(id=invocation.id)
+    assert (row.status, row.error) == (Status.DEAD, "the worker died while running it")
+
+
+def test_a_holder_that_was_taken_over_records_nothing(worker: dramatiq.Worker) -> None:
+    """Fencing: the outcome of a run that lost its hold (its heartbeat went stale and another
+    delivery took over) must not overwrite the new holder's row."""
+    invocation, _ = store.submit(Envelope(function="fe_hold", kind="call", args=("held",)), functions.fe_hold)
+    wait_until(lambda: "held" in functions.calls, what="the body to start")
+    row = Invocation.objects.get(id=invocation.id)
+    assert row.status == Status.RUNNING and row.holder and row.heartbeat_at is not None
+    Invocation.objects.filter(id=invocation.id).update(holder="another/2/y")
+    functions.gate.set()
+    worker.join()
+    row = Invocation.objects.get(id=invocation.id)
+    assert (row.status, row.holder, row.result) == (Status.RUNNING, "another/2/y", None)

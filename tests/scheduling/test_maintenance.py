@@ -35,6 +35,7 @@ def test_defaults_are_all_on_and_each_can_be_switched_off_or_changed() -> None:
         "prune_invocations",
         "prune_dead_messages",
         "requeue_expired_leases",
+        "relay_outbox",
         "prune_schedule_runs",
         "report_dead_letters",
     }
@@ -91,6 +92,7 @@ def test_a_maintenance_job_runs_in_the_leader_once_per_slot(broker: MemoryBroker
             "prune_invocations": {"hook": f"{__name__}.fake_prune", "options": {"ttl_s": 60}},
             "prune_dead_messages": False,
             "requeue_expired_leases": False,
+            "relay_outbox": False,
             "prune_schedule_runs": False,
             "report_dead_letters": False,
         }

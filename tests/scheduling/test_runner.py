@@ -16,7 +16,7 @@ from pygigo.adapters.base import BrokerUnavailable
 from pygigo.adapters.memory import MemoryBroker
 from pygigo.platform.cron import Misfire
 from pygigo.platform.schedule_store import ABANDONED, ENQUEUED, FAILED, MemoryScheduleStore
-from pygigo.platform.scheduler import Scheduler
+from pygigo.platform.scheduler import DEFAULT_GRACE_S, DEFAULT_LEASE_S, SKIPPED_SLOTS, Scheduler
 from pygigo.platform.schedules import ScheduleRegistry, ScheduleSpec, parse_timing
 from tests.conftest import wait_until
 
@@ -90,6 +90,29 @@ def test_misfire_policy_after_downtime(
     # The process is gone for half an hour; a new leader's first pass decides.
     assert scheduler.fire_due(now=T0 + timedelta(minutes=31, seconds=0.5)).get("rep", []) == expected
     assert [m.options["pygigo_slot"] for m in queued(broker)[1:]] == [s.isoformat() for s in expected]
+
+
+@pytest.mark.parametrize(
+    ("policy", "skipped"),
+    [(Misfire.SKIP, 6), (Misfire.ONCE, 5), (Misfire.CATCH_UP, 2)],  # of the six missed slots
+)
+def test_every_slot_a_misfire_policy_drops_is_logged_and_counted_once(
+    broker: MemoryBroker, clock: FakeClock, policy: Misfire, skipped: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"skips-{policy.value}"
+    store = MemoryScheduleStore(clock)
+    scheduler = make(store, clock, spec(name=name, misfire=policy, catch_up_cap=4))
+    scheduler.fire(name, now=T0 + timedelta(seconds=1))
+    before = SKIPPED_SLOTS[(name, policy.value)]
+    for _ in range(2):  # looking twice (timer and tick) counts the same slots once
+        scheduler.fire_due(now=T0 + timedelta(minutes=31, seconds=0.5))
+    assert SKIPPED_SLOTS[(name, policy.value)] - before == skipped
+    (line,) = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert f"schedule {name}: skipped {skipped} slot(s)" in line and f"misfire={policy.value}" in line
+
+
+def test_default_failover_is_shorter_than_the_grace_period() -> None:
+    assert DEFAULT_LEASE_S * 4 / 3 < DEFAULT_GRACE_S
 
 
 def test_skip_still_fires_a_slot_that_is_only_slightly_late(broker: MemoryBroker, clock: FakeClock) -> None:

@@ -139,6 +139,8 @@ class DatabaseBroker(PygigoBroker, _Table):
         self.notify = notify and doorbell.can_notify(connections[alias])
         self.queues: dict[str, None] = {}
         self.doorbell = doorbell.LocalDoorbell()
+        # Per queue, shared by the consumers Dramatiq restarts (see consumer._Book).
+        self.books: dict[str, Any] = {}
         # Who holds a lease, readable in the admin. Unique per broker instance, so a
         # restarted consumer of the same broker can still ack what the old one claimed.
         self.owner = f"{socket.gethostname()[:64]}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
@@ -302,6 +304,9 @@ class DatabaseBroker(PygigoBroker, _Table):
                 f"The db:// broker's database {self.endpoint} is not ready ({text}). {self.migrate_hint()}"
             )
         return super().unavailable(exc)
+
+    def deliveries(self, message: Any) -> int | None:
+        return getattr(message, "deliveries", None)  # the row's claim count
 
     def queue_stats(self, queue_name: str) -> QueueStats:
         from django.db.models import Count, Q

@@ -7,7 +7,8 @@ Threads and what they touch (each uses its own Django connection):
 * worker threads (``ack``/``nack``): only queue the outcome in memory and wake the consumer,
   so a function's own connection and transaction are never used for bookkeeping and many
   acks share one statement;
-* the heartbeat thread: renews the leases of every message this broker holds in the queue;
+* the heartbeat thread: renews the leases of the messages in flight (handed to a worker
+  thread and not yet finished), so a message whose outcome was lost returns after its lease;
 * the listener thread (PostgreSQL, ``notify=true``): wakes the consumer on NOTIFY.
 
 Guarantees: a row is handed to at most one consumer per lease (claims are atomic: row locks
@@ -15,6 +16,11 @@ with SKIP LOCKED, or a conditional UPDATE whose row count proves ownership); an 
 row only if this broker still holds it (row id + state + owner), so an ack that lost its lease
 never deletes a redelivered message. A crash before the ack flush means the message runs again
 after its lease: at-least-once.
+
+Outcomes outlive a consumer: Dramatiq restarts a consumer after a database error and its worker
+threads post outcomes to whichever consumer is current, the closed one included. The messages
+in flight and the queued outcomes are therefore kept per broker and queue (:class:`_Book`), so
+the next consumer writes what the closed one could not.
 """
 
 from __future__ import annotations
@@ -45,11 +51,22 @@ logger = logging.getLogger("pygigo.adapters.db")
 
 
 class DatabaseMessage(MessageProxy):
-    """A claimed message: remembers its row, so ack/nack touch exactly that row."""
+    """A claimed message: remembers its row, so ack/nack touch exactly that row, and how
+    many times the row was claimed (this claim included)."""
 
-    def __init__(self, message: Message[Any], row_id: int) -> None:
+    def __init__(self, message: Message[Any], row_id: int, deliveries: int) -> None:
         super().__init__(message)
         self.row_id = row_id
+        self.deliveries = deliveries
+
+
+class _Book:
+    """What a broker's consumers of one queue share: messages in flight, queued outcomes."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight: set[int] = set()
+        self.done: collections.deque[tuple[int, str | None]] = collections.deque()  # (row, error)
 
 
 class DatabaseConsumer(Consumer):
@@ -65,10 +82,9 @@ class DatabaseConsumer(Consumer):
         self.timeout_s = timeout_ms / 1000
         self.lease_s = broker.lease.total_seconds()
         self._wake = threading.Event()
-        self._lock = threading.Lock()
+        book = broker.books.setdefault(queue_name, _Book())
+        self._lock, self._in_hand, self._done = book.lock, book.in_flight, book.done
         self._buffer: collections.deque[DatabaseMessage] = collections.deque()
-        self._in_hand: set[int] = set()
-        self._done: collections.deque[tuple[int, str | None]] = collections.deque()  # (row, error)
         self._next_reap = 0.0
         self._closed = False
         connection = connections[broker.alias]
@@ -236,11 +252,13 @@ class DatabaseConsumer(Consumer):
         if self._skip_locked:
             # Row locks: concurrent claimers skip each other's rows instead of waiting.
             with self._write():
-                picked = list(
-                    self._ready(now).select_for_update(skip_locked=True).values_list("id", "body")[:room]
-                )
+                locked = self._ready(now).select_for_update(skip_locked=True)
+                picked = [
+                    (pk, body, deliveries + 1)  # as the UPDATE below leaves it
+                    for pk, body, deliveries in locked.values_list("id", "body", "deliveries")[:room]
+                ]
                 if picked:
-                    rows.filter(pk__in=[pk for pk, _ in picked]).update(**claim)
+                    rows.filter(pk__in=[pk for pk, _, _ in picked]).update(**claim)
         else:
             # SQLite: no row locks. Read candidates, then claim them with one conditional
             # UPDATE; the state check makes a row claimable once, and the row count proves
@@ -249,11 +267,12 @@ class DatabaseConsumer(Consumer):
             ids = list(self._ready(now).values_list("id", flat=True)[:room])
             if not ids or not rows.filter(pk__in=ids, state=State.READY).update(**claim):
                 return 0
-            picked = list(self._mine().filter(pk__in=ids).values_list("id", "body"))
+            picked = list(self._mine().filter(pk__in=ids).values_list("id", "body", "deliveries"))
         with self._lock:
-            for row_id, body in picked:
+            for row_id, body, deliveries in picked:
                 self._in_hand.add(row_id)
-                self._buffer.append(DatabaseMessage(Message.decode(body.encode("utf-8")), row_id))
+                message = Message.decode(body.encode("utf-8"))
+                self._buffer.append(DatabaseMessage(message, row_id, deliveries))
         return len(picked)
 
     def _seconds_until_next_due(self) -> float | None:
@@ -283,13 +302,20 @@ class DatabaseConsumer(Consumer):
             )
 
     def renew_leases(self) -> int:
-        """Extend the lease of every message of this queue the broker holds."""
-        return int(self._mine().update(lease_expires_at=timezone.now() + self.broker.lease))
+        """Extend the leases of this queue's messages in flight (not those whose outcome is
+        queued: if it is never written, they must return after their lease)."""
+        with self._lock:
+            in_flight = list(self._in_hand)
+        if not in_flight:
+            return 0
+        return int(
+            self._mine().filter(pk__in=in_flight).update(lease_expires_at=timezone.now() + self.broker.lease)
+        )
 
 
 class _Heartbeat(threading.Thread):
-    """Renews the consumer's leases every lease/3, so a long function keeps its message and a
-    dead process (no heartbeat) loses it after one lease."""
+    """Renews the leases of messages in flight every lease/3, so a long function keeps its
+    message and a dead process (no heartbeat) loses it after one lease."""
 
     def __init__(self, consumer: DatabaseConsumer) -> None:
         super().__init__(name=f"pygigo-db-heartbeat-{consumer.queue_name}", daemon=True)

@@ -140,6 +140,7 @@ DOCUMENT: dict[str, Any] = {
                     "attempts": {"type": "integer", "minimum": 0},
                     "created_at": {"type": ["string", "null"], "format": "date-time"},
                     "started_at": {"type": ["string", "null"], "format": "date-time"},
+                    "heartbeat_at": {"type": ["string", "null"], "format": "date-time"},
                     "finished_at": {"type": ["string", "null"], "format": "date-time"},
                     "error": {"type": ["string", "null"]},
                     "links": {"type": "object"},

@@ -1,0 +1,113 @@
+"""``pygigo worker``'s supervisor: one Dramatiq process group per worker process, restarted
+when it dies.
+
+Dramatiq's own main process stops every worker when one dies and restarts nothing. Here each
+worker process runs under a Dramatiq main of its own (``--processes 1``), and the supervisor
+starts a new one when it exits unexpectedly (SIGKILL, out of memory, a function calling
+``os._exit``), after a back-off that doubles from ``RESTART_DELAY_S`` to ``MAX_RESTART_DELAY_S``
+and resets once a process has stayed up ``HEALTHY_AFTER_S``. Every restart is logged.
+
+Signals: SIGTERM and SIGHUP are forwarded once to every child (graceful stop; reload). SIGINT
+(Ctrl-C) reaches the whole process group from the terminal, children included, so it is not
+forwarded again: a second signal would make Dramatiq skip its graceful stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+logger = logging.getLogger("pygigo.worker")
+
+RESTART_DELAY_S = 1.0
+MAX_RESTART_DELAY_S = 30.0
+HEALTHY_AFTER_S = 60.0
+
+
+@dataclass
+class _Child:
+    index: int
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    delay_s: float = RESTART_DELAY_S
+    restart_at: float | None = field(default=None)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+def supervise(argv: Sequence[str], processes: int, *, poll_s: float = 0.2) -> int:
+    """Run ``processes`` copies of ``argv`` (a one-process Dramatiq command line) until a
+    SIGTERM or SIGINT, restarting any that dies. Returns 0 after a clean stop."""
+    if not logger.hasHandlers():
+        logging.basicConfig(
+            level=logging.INFO, format="[%(asctime)s] [PID %(process)d] [%(name)s] %(message)s"
+        )
+    children = [_Child(i, list(argv)) for i in range(processes)]
+    stopping = False
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = stopping or signum != signal.SIGHUP
+        if signum == signal.SIGINT:
+            return  # the terminal sent it to the children too
+        for child in children:
+            if child.process is not None and child.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    for child in children:
+        child.start()
+    codes: dict[int, int] = {}
+    while True:
+        now = time.monotonic()
+        for child in children:
+            assert child.process is not None
+            if child.restart_at is not None:
+                if not stopping and now >= child.restart_at:
+                    logger.warning("pygigo worker: restarting worker process %d", child.index)
+                    child.start()
+                continue
+            code = child.process.poll()
+            if code is None:
+                continue
+            if stopping:
+                codes[child.index] = code
+                continue
+            if now - child.started >= HEALTHY_AFTER_S:
+                child.delay_s = RESTART_DELAY_S
+            logger.error(
+                "pygigo worker: worker process %d (pid %d) died (%s); restarting it in %.1fs",
+                child.index,
+                child.process.pid,
+                _describe_exit(code),
+                child.delay_s,
+            )
+            child.restart_at = now + child.delay_s
+            child.delay_s = min(child.delay_s * 2, MAX_RESTART_DELAY_S)
+        if stopping and all(c.process is None or c.process.poll() is not None for c in children):
+            return max((abs(code) for code in codes.values()), default=0)
+        time.sleep(poll_s)
+
+
+def dramatiq_command(argv: Sequence[str]) -> list[str]:
+    """The command line that runs Dramatiq's CLI with ``argv`` in a fresh interpreter."""
+    return [sys.executable, "-m", "dramatiq", *argv]

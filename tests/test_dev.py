@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,6 +29,20 @@ def processes_with(marker: str) -> list[int]:
             except OSError:
                 continue  # gone meanwhile, or not ours to read
     return found
+
+
+def interrupt(stack: subprocess.Popen[bytes], marker: str) -> int:
+    """Ctrl-C the stack and wait for it; if it hangs, kill whatever it left (so a failing test
+    leaves no server, worker or scheduler behind) and fail."""
+    stack.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    try:
+        return stack.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        for pid in [stack.pid, *processes_with(marker)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        stack.wait()
+        raise
 
 
 def add_over_http(port: int) -> bool:
@@ -58,7 +73,9 @@ def dev_env(tmp_path: Path, marker: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_dev_stack_serves_the_example_and_stops_cleanly(tmp_path: Path) -> None:
+def test_dev_stack_serves_private_functions_with_the_curl_line_it_prints_and_stops_cleanly(
+    tmp_path: Path,
+) -> None:
     port = free_port()
     marker = f"pygigo-dev-test-{port}-{os.getpid()}"
     env = dev_env(tmp_path, marker)
@@ -93,8 +110,7 @@ def test_dev_stack_serves_the_example_and_stops_cleanly(tmp_path: Path) -> None:
         assert "POST /fn/multiply" in page and 'href="/admin/pygigo/invocation/queues/"' in page
         assert len(processes_with(marker)) >= 4  # dev, web, worker main + child, scheduler
     finally:
-        stack.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        assert stack.wait(timeout=60) == 0
+        assert interrupt(stack, marker) == 0
     log_text = log.read_text()
     for name in ("web", "worker", "scheduler"):
         assert f"pygigo dev: {name} stopped" in log_text
@@ -128,7 +144,6 @@ def test_a_killed_worker_is_restarted_and_the_web_server_stays_up(tmp_path: Path
         assert stack.poll() is None
         wait_until(lambda: add_over_http(port), timeout=60, what="a restarted worker to serve add(1, 2)")
     finally:
-        stack.send_signal(signal.SIGINT)
-        assert stack.wait(timeout=60) == 0
+        assert interrupt(stack, marker) == 0
     assert "pygigo dev: worker exited (-9); restarting it in" in log.read_text()
     assert processes_with(marker) == []

@@ -60,6 +60,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "schedule": "@every 30s",
         "hook": "pygigo.platform.maintenance.requeue_expired_leases",
         "options": {},
+        "app": None,  # each part checks its own app (RECOVERY_HOOKS)
     },
     # Invocations accepted while the broker was down (web processes relay them too).
     "relay_outbox": {
@@ -67,7 +68,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "schedule": "@every 10s",
         "hook": "pygigo.django_site.outbox.relay",
         "options": {},
-        "app": "pygigo.adapters.db",
+        "app": "pygigo.django_site",
     },
     "prune_schedule_runs": {
         "enabled": True,
@@ -170,10 +171,10 @@ def _runner(job: str, hook: Callable[..., Any], options: dict[str, Any]) -> Call
     return run
 
 
-#: What ``requeue_expired_leases`` recovers, by the part of Pygigo that provides it.
+#: What ``requeue_expired_leases`` recovers: {what: (the Django app it needs, hook)}.
 RECOVERY_HOOKS = {
-    "messages": "pygigo.adapters.db.maintenance.requeue_expired",
-    "invocations": "pygigo.django_site.heartbeat.recover_stuck",
+    "messages": ("pygigo.adapters.db", "pygigo.adapters.db.maintenance.requeue_expired"),
+    "invocations": ("pygigo.django_site", "pygigo.django_site.heartbeat.recover_stuck"),
 }
 
 
@@ -182,10 +183,9 @@ def requeue_expired_leases() -> dict[str, int]:
     invocations stuck in ``running`` whose heartbeat stopped. Returns how many of each (parts
     that are not installed are left out)."""
     counts = {}
-    for what, path in RECOVERY_HOOKS.items():
-        hook = _resolve("requeue_expired_leases", path)
-        if hook is not None:
-            counts[what] = int(hook())
+    for what, (app, path) in RECOVERY_HOOKS.items():
+        if apps.is_installed(app):  # importing a model of an app not installed would raise
+            counts[what] = int(_resolve("requeue_expired_leases", path)())
     return counts
 
 

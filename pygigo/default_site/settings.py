@@ -7,10 +7,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pygigo.platform.settings import DEV_SECRET_KEY
+
 BASE_DIR = Path(os.environ.get("PYGIGO_HOME", Path.cwd()))
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "pygigo-dev-insecure-change-me")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# The default key is public: with DEBUG off (the default outside `pygigo dev`) Pygigo refuses
+# to sign or run anything with it, and `manage.py check` reports it (pygigo.E002).
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 
 INSTALLED_APPS = [

@@ -1,4 +1,5 @@
-"""`manage.py check` hooks: a bad broker URL is reported before anything runs."""
+"""`manage.py check` hooks: a bad broker URL or a public signing key is reported before
+anything runs."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from django.core import checks
 
-from pygigo.adapters.base import PygigoError, build_broker
+from pygigo.adapters.base import ConfigurationError, PygigoError, build_broker
 from pygigo.platform import settings as pygigo_settings
 
 
@@ -18,4 +19,16 @@ def check_broker_url(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
         build_broker(url).close()
     except PygigoError as exc:
         return [checks.Error(str(exc), hint="Fix PYGIGO_BROKER_URL.", id="pygigo.E001")]
+    return []
+
+
+@checks.register(checks.Tags.security)
+def check_signing_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Outside DEBUG, a public or missing signing key would let anyone forge messages."""
+    try:
+        pygigo_settings.signing_keys()
+    except ConfigurationError as exc:
+        return [
+            checks.Error(str(exc), hint="Set DJANGO_SECRET_KEY or PYGIGO_SIGNING_KEYS.", id="pygigo.E002")
+        ]
     return []

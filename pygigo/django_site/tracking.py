@@ -1,21 +1,23 @@
 """Worker middleware that records each invocation's life cycle in the database.
 
 Enabled through ``PYGIGO_MIDDLEWARE`` (the platform loads it by dotted path and never
-imports the site). It acts only on envelope messages, after :class:`EnvelopeGuard` verified
-them, so a forged message cannot touch any row; plain ``fn.send`` messages cost one string
-comparison per hook.
+imports the site). It acts only on envelope messages, after
+:class:`pygigo.platform.guard.MessageGuard` verified them, so a forged message cannot touch
+any row; plain ``fn.send`` messages cost one string comparison per hook.
 
 Transitions, each one UPDATE:
 
 * ``before_process_message``: queued/retrying → running, ``attempts += 1``. The UPDATE is
   conditional, which is also the exactly-once gate: a duplicate message (outbox relayed it
   twice) or a cancelled invocation matches no row and is skipped. A row stuck in ``running``
-  longer than the function's time limit is taken over (its worker died: at-least-once).
+  longer than the function's time limit (from the registry, never from the message) is taken
+  over (its worker died: at-least-once). A message whose invocation has no row (never
+  recorded, or pruned since it finished) is a replay: refused and dead-lettered.
 * ``after_process_message``: → succeeded (with the result); on an exception → retrying if
   Dramatiq's Retries middleware will retry it, else ``dead`` when retries were exhausted or
-  ``failed`` when none were allowed (non-retryable error, ``max_retries=0``). A message the
-  guard refused as expired → dead.
-* ``after_skip_message``: a message skipped by Dramatiq's AgeLimit (``max_age``) → dead.
+  ``failed`` when none were allowed (non-retryable error, ``max_retries=0``).
+* ``after_skip_message``: a message the guard refused as expired, or Dramatiq's AgeLimit
+  (``max_age``) skipped → dead.
 
 Dramatiq emits ``after_*`` hooks in reverse middleware order, so this runs before Retries
 and predicts its decision with :func:`pygigo.platform.invocations.will_retry`.
@@ -34,14 +36,14 @@ from django.utils import timezone
 from dramatiq.middleware import Middleware, SkipMessage
 
 from pygigo.platform import invocations
-from pygigo.platform.envelope import EnvelopeError
+from pygigo.platform.registry import registry
 
 from .models import STARTABLE, Invocation, Status
 from .store import notify
 
 logger = logging.getLogger("pygigo.tracking")
 
-DEFAULT_TIME_LIMIT_MS = 600_000
+DEFAULT_TIME_LIMIT_S = 600.0
 
 
 def _error_text(exception: BaseException) -> str:
@@ -60,8 +62,7 @@ class InvocationTracker(Middleware):
         # Worker threads live long: drop connections that broke or aged out while idle.
         close_old_connections()
         now = timezone.now()
-        time_limit_ms = message.options.get("time_limit") or DEFAULT_TIME_LIMIT_MS
-        stale = now - timedelta(milliseconds=time_limit_ms)
+        stale = now - timedelta(seconds=_time_limit_s(envelope.function))
         started = Invocation.objects.filter(
             Q(status__in=STARTABLE) | Q(status=Status.RUNNING, started_at__lt=stale), id=envelope.id
         ).update(status=Status.RUNNING, attempts=F("attempts") + 1, started_at=now)
@@ -69,9 +70,11 @@ class InvocationTracker(Middleware):
             return
         row = Invocation.objects.filter(id=envelope.id).values_list("status", "started_at").first()
         if row is None:
-            # Sent by something that does not record invocations: run it untracked.
-            logger.debug("Invocation %s has no row; running untracked", envelope.id)
-            return
+            reason = f"invocation {envelope.id} is unknown here (pruned or never recorded): a replay"
+            invocations.current().refusal = reason
+            logger.error("Refusing message %s: %s", message.message_id, reason)
+            message.fail()
+            raise SkipMessage(reason)
         status, started_at = row
         if status == Status.RUNNING and started_at is not None:
             # Redelivered while the row says running: either a duplicate delivery, or the
@@ -124,7 +127,7 @@ class InvocationTracker(Middleware):
                 )
                 message.fail()
             return
-        if exception is None:  # refused by the guard (expired)
+        if exception is None:  # failed by another middleware before it ran
             rows.update(status=Status.DEAD, error=state.refusal or "refused", finished_at=now)
             return
         if invocations.will_retry(broker, message, exception):
@@ -138,16 +141,20 @@ class InvocationTracker(Middleware):
         )
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        # Only AgeLimit skips *and fails* a message before the guard ran; our own skip
-        # (duplicate / cancelled) leaves the message unfailed and the row as it is.
-        if message.actor_name != invocations.ENVELOPE_ACTOR or not message.failed:
-            return
-        try:
-            envelope = invocations._verify(message.args[0] if message.args else None)
-        except EnvelopeError:
+        # Skipped and failed: refused by the guard (expired) or by AgeLimit (max_age). Our
+        # own skip of a duplicate or cancelled invocation leaves the message unfailed.
+        envelope = invocations.current().envelope
+        if message.actor_name != invocations.ENVELOPE_ACTOR or not message.failed or envelope is None:
             return
         close_old_connections()
+        error = invocations.current().refusal or "max_age exceeded before it could start"
         Invocation.objects.filter(id=envelope.id, status__in=STARTABLE).update(
-            status=Status.DEAD, error="max_age exceeded before it could start", finished_at=timezone.now()
+            status=Status.DEAD, error=error, finished_at=timezone.now()
         )
         notify(envelope.id)
+
+
+def _time_limit_s(function_name: str) -> float:
+    function = registry.get(function_name)
+    limit = function.options.time_limit_s if function is not None else None
+    return limit or DEFAULT_TIME_LIMIT_S

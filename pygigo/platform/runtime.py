@@ -35,12 +35,12 @@ logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_DiscardedResultFilt
 
 
 def build_middleware() -> list[Middleware]:
-    """Dramatiq's default middleware, Pygigo's envelope guard, then the classes named in
+    """Pygigo's message guard first (nothing acts on a message before it is verified, and
+    everything enqueued is signed), Dramatiq's default middleware, then the classes named in
     ``PYGIGO_MIDDLEWARE`` (so storage middleware sees only verified envelopes)."""
-    from .invocations import EnvelopeGuard
+    from .guard import MessageGuard
 
-    middleware: list[Middleware] = [cls() for cls in default_middleware]
-    middleware.append(EnvelopeGuard())
+    middleware: list[Middleware] = [MessageGuard(), *(cls() for cls in default_middleware)]
     for path in settings.middleware_paths():
         try:
             cls = import_string(path)

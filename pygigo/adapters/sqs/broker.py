@@ -102,8 +102,6 @@ class SQSBroker(PygigoBroker, SQSCore):
         with self.translate_errors():
             for queue_name, items in by_queue.items():
                 self.declare_queue(queue_name)
-                for sent, _ in items:
-                    self.emit_before("enqueue", sent, delay)
                 self.send_batch(queue_name, [params for _, params in items])
                 for sent, _ in items:
                     self.emit_after("enqueue", sent, delay)

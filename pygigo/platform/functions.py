@@ -43,6 +43,9 @@ class FunctionOptions:
     public: bool = False
     #: Forward Cookie and Authorization headers of an HTTP request to the function.
     forward_secrets: bool = False
+    #: The HTTP methods that invoke it (anything else is 405): a GET or an OPTIONS preflight
+    #: must not run a function that did not ask for it.
+    methods: tuple[str, ...] = ("POST",)
 
     def __post_init__(self) -> None:
         if not self.queue or not self.queue.replace("_", "").replace("-", "").replace(".", "").isalnum():
@@ -59,6 +62,9 @@ class FunctionOptions:
                 raise ConfigurationError(f"{name}={value}: must be positive, or None for no limit.")
         if not 0 <= self.priority <= MAX_PRIORITY:
             raise ConfigurationError(f"priority={self.priority}: must be between 0 and {MAX_PRIORITY}.")
+        if isinstance(self.methods, str) or not self.methods:
+            raise ConfigurationError(f"methods={self.methods!r}: give a non-empty tuple, e.g. ('POST',).")
+        object.__setattr__(self, "methods", tuple(method.upper() for method in self.methods))
 
     def actor_options(self) -> dict[str, Any]:
         """The options as Dramatiq's middleware reads them (milliseconds)."""
@@ -201,6 +207,7 @@ def function(
     priority: int = 0,
     public: bool = False,
     forward_secrets: bool = False,
+    methods: tuple[str, ...] = ("POST",),
 ) -> Callable[[Callable[P, R]], Function[P, R]]: ...
 
 

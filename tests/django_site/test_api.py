@@ -10,6 +10,7 @@ from typing import Any
 import dramatiq
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client, override_settings
 from django.utils import timezone
 
@@ -25,8 +26,14 @@ from . import functions
 
 
 def _user(name: str, *, staff: bool = False) -> Any:
+    """A user; ``staff``: with the permissions staff need to see others' invocations."""
     username = f"{name}-{uuid.uuid4().hex[:8]}"
-    return get_user_model().objects.create_user(username, password="pw", is_staff=staff)
+    user = get_user_model().objects.create_user(username, password="pw", is_staff=staff)
+    if staff:
+        user.user_permissions.add(
+            *Permission.objects.filter(codename__in=["view_invocation", "change_invocation"])
+        )
+    return user
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 API keys come in ``Authorization: Bearer pgk_…`` or ``X-Api-Key: pgk_…``; a key that is
 presented but unknown or revoked is an error (401), never a silent fall-back to anonymous.
-Session-authenticated unsafe requests must pass Django's CSRF check; API-key requests are
-not subject to CSRF (a browser never attaches them by itself).
+Session-authenticated unsafe requests, and every request that invokes a function whatever
+its method, must pass Django's CSRF check; API-key requests are not subject to CSRF (a browser
+never attaches them by itself).
 
 Rate limit: ``PYGIGO_RATE_LIMIT = "<requests>/<seconds>"`` per principal (per client address
 for anonymous callers), a fixed window counted in Django's cache; empty or None disables it.
@@ -23,7 +24,7 @@ from django.utils import timezone
 
 from pygigo.platform import settings as pygigo_settings
 
-from ..models import ApiKey
+from ..models import ApiKey, Invocation
 from ..store import principal_key
 from .errors import ApiError
 
@@ -47,6 +48,10 @@ class Caller:
     @property
     def is_staff(self) -> bool:
         return bool(self.user is not None and self.user.is_staff)
+
+    def staff_may(self, permission: str) -> bool:
+        """Whether a staff caller holds ``permission`` on invocations (e.g. ``view_invocation``)."""
+        return self.is_staff and bool(self.user.has_perm(f"{Invocation._meta.app_label}.{permission}"))
 
     @property
     def principal(self) -> dict[str, Any] | None:
@@ -75,9 +80,10 @@ def _presented_key(request: HttpRequest) -> str | None:
     return value or None
 
 
-def authenticate(request: HttpRequest) -> Caller:
+def authenticate(request: HttpRequest, *, invoking: bool = False) -> Caller:
     """The caller of ``request``. Raises ApiError 401 for a bad key, 403 for a failed CSRF
-    check. Read ``request.body`` before calling: the CSRF check may parse the form."""
+    check (``invoking``: the request runs a function, so even a GET is checked). Read
+    ``request.body`` before calling: the CSRF check may parse the form."""
     raw = _presented_key(request)
     if raw is not None:
         key = ApiKey.lookup(raw)
@@ -94,7 +100,7 @@ def authenticate(request: HttpRequest) -> Caller:
         return Caller(user=key.user, api_key=key, via="api_key")
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        if request.method not in SAFE_METHODS:
+        if invoking or request.method not in SAFE_METHODS:
             enforce_csrf(request)
         return Caller(user=user, via="session")
     return Caller()
@@ -105,7 +111,13 @@ def enforce_csrf(request: HttpRequest) -> None:
     multipart bodies (which the middleware would stream away) pass untouched."""
     check = CsrfViewMiddleware(lambda r: None)  # type: ignore[arg-type]
     check.process_request(request)
-    if check.process_view(request, None, (), {}) is not None:  # type: ignore[arg-type]
+    # Django accepts safe methods unchecked; a GET that invokes a function is not safe.
+    method, request.method = request.method, "POST"
+    try:
+        refused = check.process_view(request, None, (), {}) is not None  # type: ignore[arg-type]
+    finally:
+        request.method = method
+    if refused:
         raise ApiError(
             403,
             "csrf_failed",

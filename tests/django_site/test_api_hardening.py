@@ -102,3 +102,15 @@ def test_openapi_documents_502_and_the_idempotency_key_pattern() -> None:
     assert "502" in operation["responses"]
     (header,) = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
     assert header["schema"]["pattern"] and header["schema"]["maxLength"] == 255
+
+
+def test_anonymous_invocations_are_readable_only_with_their_token(broker: PygigoBroker) -> None:
+    first = Client().post("/fn/fe_block")
+    second = Client().post("/fn/fe_block")
+    token = first["Invocation-Token"]
+    assert token and token != second["Invocation-Token"]
+    url = f"/invocations/{first.json()['id']}"
+    assert Client().get(url).status_code == 404  # another anonymous caller, no token
+    assert Client().delete(url, headers={"Invocation-Token": second["Invocation-Token"]}).status_code == 404
+    assert Client().get(url, headers={"Invocation-Token": token}).status_code == 200
+    assert Client().delete(url, headers={"Invocation-Token": token}).json()["status"] == "cancelled"

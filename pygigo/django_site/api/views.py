@@ -8,7 +8,9 @@
 
 An invocation is visible to the principal who made it and to staff users holding the
 ``view_invocation`` permission (``change_invocation`` to cancel); to anyone else it does not
-exist (404, so ids cannot be probed).
+exist (404, so ids cannot be probed). Anonymous callers are not one principal: each anonymous
+invocation is answered with a capability token (header :data:`TOKEN_HEADER`) that reads or
+cancels it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -43,6 +46,7 @@ _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 #: Deeper JSON is refused: no function needs it, and recursion on it fails far from here.
 MAX_JSON_DEPTH = 64
 READ_METHODS = ("GET", "HEAD")
+TOKEN_HEADER = "Invocation-Token"
 
 
 def max_body_bytes() -> int:
@@ -207,8 +211,11 @@ def accept(
             principal=caller.principal,
             idempotency_key=key,
         )
+    token = None if caller.authenticated else secrets.token_urlsafe(32)
     try:
-        invocation, created = store.submit(envelope, function)
+        invocation, created = store.submit(
+            envelope, function, owner=store.anonymous_owner(token) if token else None
+        )
     except MessageTooLarge as exc:
         raise ApiError(
             413,
@@ -221,7 +228,10 @@ def accept(
             "idempotency_key_reused",
             f"This Idempotency-Key was already used for function {invocation.function!r}; use a new key.",
         )
-    return respond(invocation, wait_s)
+    response = respond(invocation, wait_s)
+    if token:
+        response[TOKEN_HEADER] = token
+    return response
 
 
 def _accepted(invocation: Invocation) -> JsonResponse:
@@ -271,9 +281,18 @@ def visible_invocation(request: HttpRequest, invocation_id: str) -> tuple[Invoca
         raise not_found from None
     invocation = Invocation.objects.filter(id=parsed).first()
     permission = "view_invocation" if request.method in READ_METHODS else "change_invocation"
-    if invocation is None or not (invocation.principal == caller.key or caller.staff_may(permission)):
+    if invocation is None or not (
+        invocation.principal == _owner_key(request, caller) or caller.staff_may(permission)
+    ):
         raise not_found
     return invocation, caller
+
+
+def _owner_key(request: HttpRequest, caller: Caller) -> str | None:
+    if caller.authenticated:
+        return caller.key
+    token = request.headers.get(TOKEN_HEADER)
+    return store.anonymous_owner(token) if token else None
 
 
 # -- the views ------------------------------------------------------------------------------

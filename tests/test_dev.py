@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -57,6 +58,7 @@ def test_dev_stack_serves_the_example_and_stops_cleanly(tmp_path: Path) -> None:
             lambda: "Ctrl-C stops everything" in log.read_text(), timeout=60, what="the stack to start"
         )
         text = log.read_text()
+        assert stat.S_IMODE((tmp_path / "dev.sqlite3").stat().st_mode) == 0o600
         assert f"http://127.0.0.1:{port}/" in text and "login admin / " in text and "curl -s -X POST" in text
 
         def call() -> bool:

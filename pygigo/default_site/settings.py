@@ -38,6 +38,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
+# Broker URLs appear on the debug page and in error reports without their password.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "pygigo.django_site.debug.RedactingExceptionReporterFilter"
+
 ROOT_URLCONF = "pygigo.default_site.urls"
 WSGI_APPLICATION = "pygigo.default_site.wsgi.application"
 

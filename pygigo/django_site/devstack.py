@@ -21,6 +21,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 
+from pygigo.adapters.base import redact
+
 STOP_GRACE_S = 15.0
 
 
@@ -90,8 +92,13 @@ def run(
     example_curl: str | None = None,
 ) -> int:
     """Run the stack until Ctrl-C or until one process exits; returns an exit code."""
-    var_dir = Path(settings.DATABASES["default"]["NAME"]).parent
+    database = Path(settings.DATABASES["default"]["NAME"])
+    var_dir = database.parent
     var_dir.mkdir(parents=True, exist_ok=True)
+    # It holds sessions, API key hashes and invocation payloads: readable by its owner only
+    # (SQLite gives its -wal and -shm files the same mode).
+    database.touch(mode=0o600, exist_ok=True)
+    database.chmod(0o600)
     call_command("migrate", interactive=False, verbosity=0)
     login = ensure_admin(var_dir)
     stack = services(host, port, modules, with_scheduler)
@@ -105,7 +112,8 @@ def run(
             service.process = subprocess.Popen(service.argv, start_new_session=True)
         url = f"http://{host}:{port}/"
         print(
-            f"\nPygigo is running at {url}  (broker: {os.environ.get('PYGIGO_BROKER_URL', '')})", flush=True
+            f"\nPygigo is running at {url}  (broker: {redact(os.environ.get('PYGIGO_BROKER_URL', ''))})",
+            flush=True,
         )
         print(f"  admin:  {url}admin/  login {login}", flush=True)
         if example_curl:

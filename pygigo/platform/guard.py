@@ -11,7 +11,8 @@ The signature (option ``pygigo_sig``: ``<key id>:<HMAC-SHA256 hex>``, first key 
 actor, the arguments and every option except those brokers change in flight
 (:data:`UNSIGNED_OPTIONS`): so time limit, retries, age, callbacks and pipeline targets
 are signed too. It also covers ``pygigo_exp``, the epoch-ms expiry: due time plus
-``PYGIGO_MESSAGE_TTL_S``. A worker re-signs what it re-enqueues itself (a retry, the next
+``PYGIGO_MESSAGE_TTL_S``. These settings are read once per process (and again when a test
+overrides a setting): rotating keys means restarting. A worker re-signs what it re-enqueues itself (a retry, the next
 pipeline step), since those derive from a message it verified.
 
 On the worker, the guard is the first middleware, so nothing else acts on a message first:
@@ -28,6 +29,7 @@ On the worker, the guard is the first middleware, so nothing else acts on a mess
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -36,6 +38,8 @@ import time
 from typing import Any, NoReturn
 
 import dramatiq
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from dramatiq.common import q_name
 from dramatiq.middleware import Middleware, SkipMessage
 
@@ -73,33 +77,67 @@ def _signed_bytes(message: Any) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _mac(key: str, message: Any) -> str:
-    return hmac.new(key.encode(), _signed_bytes(message), hashlib.sha256).hexdigest()
+def _mac(key: hmac.HMAC, message: Any) -> str:
+    mac = key.copy()  # cheaper than keying a new HMAC for every message
+    mac.update(_signed_bytes(message))
+    return mac.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    """The settings the guard reads on every message, read once: ``keys`` are (id, keyed
+    HMAC) pairs, newest first."""
+
+    keys: tuple[tuple[str, hmac.HMAC], ...]
+    ttl_ms: int
+    unsigned_queues: frozenset[str]
+
+
+_config: _Config | None = None
+
+
+def _current() -> _Config:
+    global _config
+    if _config is None:
+        keys = settings.signing_keys()
+        _config = _Config(
+            keys=tuple((key_id(key), hmac.new(key.encode(), digestmod=hashlib.sha256)) for key in keys),
+            ttl_ms=int(settings.message_ttl_s() * 1000),
+            unsigned_queues=settings.unsigned_queues(),
+        )
+    return _config
+
+
+@receiver(setting_changed)
+def _forget_config(**kwargs: Any) -> None:
+    global _config
+    _config = None
 
 
 def sign(message: Any, delay_ms: int | None = None) -> None:
     """Sign ``message`` in place (expiry: due time plus the message TTL)."""
-    key = settings.signing_keys()[0]
-    due_ms = time.time() * 1000 + (delay_ms or 0)
-    message.options[EXPIRES] = int(due_ms + settings.message_ttl_s() * 1000)
-    message.options[SIGNATURE] = f"{key_id(key)}:{_mac(key, message)}"
+    config = _current()
+    kid, key = config.keys[0]
+    message.options[EXPIRES] = int(time.time() * 1000 + (delay_ms or 0) + config.ttl_ms)
+    message.options[SIGNATURE] = f"{kid}:{_mac(key, message)}"
 
 
 def check(message: Any) -> None:
     """Raise :class:`MessageRefused` unless ``message`` may run here."""
+    config = _current()
     options = message.options
     if REFUSED in options:
         raise MessageRefused(str(options[REFUSED]))
     signature = options.get(SIGNATURE)
     if signature is None:
-        if q_name(message.queue_name) in settings.unsigned_queues():
+        if q_name(message.queue_name) in config.unsigned_queues:
             return
         raise MessageRefused(
             f"unsigned message for {message.actor_name!r} on queue {message.queue_name!r}: only "
             "Pygigo-signed messages run (list the queue in PYGIGO_UNSIGNED_QUEUES to accept plain ones)"
         )
     kid, _, mac = str(signature).partition(":")
-    keys = [key for key in settings.signing_keys() if hmac.compare_digest(key_id(key), kid)]
+    keys = [key for known, key in config.keys if hmac.compare_digest(known, kid)]
     if not keys:
         raise MessageRefused(f"message signed with an unknown key id {kid!r} (rotated out, or forged)")
     # Two keys may share a 32-bit id by accident; accept if any of them matches.

@@ -32,3 +32,25 @@ def check_signing_key(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
             checks.Error(str(exc), hint="Set DJANGO_SECRET_KEY or PYGIGO_SIGNING_KEYS.", id="pygigo.E002")
         ]
     return []
+
+
+@checks.register(checks.Tags.caches)
+def check_rate_limit_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A per-process cache counts each web process separately: the limit is multiplied."""
+    from django.conf import settings
+
+    from .api.auth import rate_limit_cache_alias
+
+    if not pygigo_settings.setting("PYGIGO_RATE_LIMIT") or settings.DEBUG:
+        return []
+    backend = settings.CACHES.get(rate_limit_cache_alias(), {}).get("BACKEND", "")
+    if backend.endswith(("LocMemCache", "DummyCache")):
+        return [
+            checks.Warning(
+                f"PYGIGO_RATE_LIMIT counts in a per-process cache ({backend}): every web process "
+                "allows the full rate.",
+                hint="Point PYGIGO_RATE_LIMIT_CACHE at a shared cache (Redis, Memcached or the database).",
+                id="pygigo.W003",
+            )
+        ]
+    return []

@@ -3,9 +3,12 @@ keys, staff permissions, bad JSON and bad lengths answered with 4xx, never 500."
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from django.core import checks
 from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
-from django.test import Client
+from django.test import Client, override_settings
 
 from pygigo.adapters.base import PygigoBroker
 from pygigo.django_site.api.openapi import DOCUMENT
@@ -114,3 +117,22 @@ def test_anonymous_invocations_are_readable_only_with_their_token(broker: Pygigo
     assert Client().delete(url, headers={"Invocation-Token": second["Invocation-Token"]}).status_code == 404
     assert Client().get(url, headers={"Invocation-Token": token}).status_code == 200
     assert Client().delete(url, headers={"Invocation-Token": token}).json()["status"] == "cancelled"
+
+
+@override_settings(PYGIGO_RATE_LIMIT="3/60")
+def test_failed_authentications_and_unknown_functions_are_rate_limited(broker: PygigoBroker) -> None:
+    guesser = Client(REMOTE_ADDR=f"192.0.2.{uuid.uuid4().int % 250 + 1}", HTTP_AUTHORIZATION="Bearer pgk_x_y")
+    codes = [guesser.post("/fn/fe_private").status_code for _ in range(4)]
+    assert codes == [401, 401, 401, 429]
+    prober = Client(REMOTE_ADDR=f"198.51.100.{uuid.uuid4().int % 250 + 1}")
+    codes = [prober.post(f"/fn/no_such_{i}").status_code for i in range(4)]
+    assert codes == [404, 404, 404, 429]
+
+
+@override_settings(PYGIGO_RATE_LIMIT="3/60", DEBUG=False)
+def test_a_per_process_rate_limit_cache_is_reported() -> None:
+    ids = [message.id for message in checks.run_checks(tags=[checks.Tags.caches])]
+    assert "pygigo.W003" in ids
+    shared = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}}
+    with override_settings(CACHES=shared):
+        assert "pygigo.W003" not in [m.id for m in checks.run_checks(tags=[checks.Tags.caches])]

@@ -7,7 +7,11 @@ its method, must pass Django's CSRF check; API-key requests are not subject to C
 never attaches them by itself).
 
 Rate limit: ``PYGIGO_RATE_LIMIT = "<requests>/<seconds>"`` per principal (per client address
-for anonymous callers), a fixed window counted in Django's cache; empty or None disables it.
+for anonymous callers), a fixed window counted in the cache ``PYGIGO_RATE_LIMIT_CACHE`` (an
+alias of ``CACHES``, default ``"default"``), which must be shared by every web process (a
+per-process cache multiplies the limit by the number of processes; ``manage.py check`` warns).
+Failed authentications and unknown functions count too, so guessing keys or names is limited.
+Empty or None disables it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import caches
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -88,6 +92,7 @@ def authenticate(request: HttpRequest, *, invoking: bool = False) -> Caller:
     if raw is not None:
         key = ApiKey.lookup(raw)
         if key is None:
+            rate_limit(request, Caller())  # a guess counts against the client address
             raise ApiError(
                 401,
                 "invalid_api_key",
@@ -143,12 +148,17 @@ def _parse_rate(spec: Any) -> tuple[int, int] | None:
     return int(count), max(1, int(window or 1))
 
 
+def rate_limit_cache_alias() -> str:
+    return str(pygigo_settings.setting("PYGIGO_RATE_LIMIT_CACHE") or "default")
+
+
 def rate_limit(request: HttpRequest, caller: Caller) -> None:
     """Count this request in the caller's window; ApiError 429 with Retry-After when over."""
     rate = _parse_rate(pygigo_settings.setting("PYGIGO_RATE_LIMIT"))
     if rate is None:
         return
     limit, window = rate
+    cache = caches[rate_limit_cache_alias()]
     who = caller.key if caller.authenticated else f"ip:{request.META.get('REMOTE_ADDR', '?')}"
     now = time.time()
     slot = int(now // window)

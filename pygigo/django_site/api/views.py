@@ -303,6 +303,7 @@ def _owner_key(request: HttpRequest, caller: Caller) -> str | None:
 def invoke(request: HttpRequest, name: str) -> HttpResponseBase:
     function = registry.get(name)
     if function is None:
+        rate_limit(request, authenticate(request))  # guessing names counts too
         raise ApiError(
             404, "function_not_found", f"No function named {name!r}. GET /fn lists the ones you may invoke."
         )

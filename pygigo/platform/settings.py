@@ -12,6 +12,7 @@ Settings:
                       outside DEBUG the development default is refused)
   PYGIGO_UNSIGNED_QUEUES  queues whose workers also run unsigned (plain Dramatiq) messages
   PYGIGO_MESSAGE_TTL_S    how long a message stays valid after it is due (default 14 days)
+  PYGIGO_FORWARD_HEADERS  request headers an http envelope carries (default: envelope.headers)
   PYGIGO_FUNCTIONS    modules defining functions, for processes without a command line
   PYGIGO_SCHEDULE_STORE, PYGIGO_SCHEDULER, PYGIGO_MAINTENANCE   the scheduler (see below)
 """
@@ -87,6 +88,15 @@ def _django_debug() -> bool:
     from django.conf import settings
 
     return bool(settings.configured and settings.DEBUG)
+
+
+def forward_headers() -> frozenset[str]:
+    """``PYGIGO_FORWARD_HEADERS``: the request headers (case-insensitive) an http envelope
+    may carry; credentials additionally need the function's ``forward_secrets``."""
+    from .envelope import DEFAULT_FORWARD_HEADERS
+
+    configured = _list("PYGIGO_FORWARD_HEADERS")
+    return frozenset(name.lower() for name in configured) if configured else DEFAULT_FORWARD_HEADERS
 
 
 def unsigned_queues() -> frozenset[str]:

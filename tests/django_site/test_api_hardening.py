@@ -136,3 +136,17 @@ def test_a_per_process_rate_limit_cache_is_reported() -> None:
     shared = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}}
     with override_settings(CACHES=shared):
         assert "pygigo.W003" not in [m.id for m in checks.run_checks(tags=[checks.Tags.caches])]
+
+
+def _forwarded(client: Client, **headers: str) -> set[str]:
+    accepted = client.post("/fn/fe_echo", data=b"x", content_type="text/plain", headers=headers)
+    invocation = Invocation.objects.get(id=accepted.json()["id"])
+    return {name.lower() for name, _ in invocation.envelope["headers"]}
+
+
+def test_only_allow_listed_headers_are_forwarded(broker: PygigoBroker) -> None:
+    sent = {"X-Auth-Token": "t", "X-CSRFToken": "c", "X-Internal": "i", "Accept": "text/html"}
+    forwarded = _forwarded(Client(), **sent)
+    assert forwarded == {"accept", "host"}  # Content-Type travels as the envelope's content_type
+    with override_settings(PYGIGO_FORWARD_HEADERS=["X-Internal"]):
+        assert _forwarded(Client(), **sent) == {"x-internal"}

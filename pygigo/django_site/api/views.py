@@ -28,7 +28,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from pygigo.adapters.base import MessageTooLarge
 from pygigo.platform import settings as pygigo_settings
-from pygigo.platform.envelope import Envelope, offload_body
+from pygigo.platform.envelope import SECRET_HEADERS, Envelope, offload_body
 from pygigo.platform.functions import Function
 from pygigo.platform.registry import registry
 
@@ -165,6 +165,12 @@ def offload_large_body(envelope: Envelope) -> Envelope:
     return offload_body(envelope, claims, threshold)
 
 
+def forwarded_headers(function: Function[..., Any]) -> frozenset[str]:
+    """The allow-list of request headers for ``function`` (credentials only if it opts in)."""
+    allowed = pygigo_settings.forward_headers()
+    return allowed | SECRET_HEADERS if function.options.forward_secrets else allowed
+
+
 def may_invoke(caller: Caller, function: Function[..., Any]) -> bool:
     return function.options.public or caller.authenticated
 
@@ -197,6 +203,7 @@ def accept(
             function=function.name,
             route_kwargs=route_kwargs,
             forward_secrets=function.options.forward_secrets,
+            allow_headers=forwarded_headers(function),
             principal=caller.principal,
             idempotency_key=key,
         )

@@ -134,3 +134,32 @@ def test_returned_values_do_not_warn_on_every_message(caplog: pytest.LogCaptureF
         worker.stop()
         runtime.reset()
     assert not [r for r in caplog.records if "Results middleware" in r.getMessage()]
+
+
+class _Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("url", ["memory://", "memory://?fail_fast=false"])
+def test_memory_join_reraises_actor_failures_like_the_stub_broker(url: str) -> None:
+    import dramatiq
+
+    @pygigo.function(queue="boom", max_retries=0)
+    def explode() -> None:
+        raise _Boom("from the actor")
+
+    broker = build_broker(url, middleware=runtime.build_middleware())
+    runtime.set_broker(broker)
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=20)
+    worker.start()
+    try:
+        explode.send()
+        if url == "memory://":
+            with pytest.raises(_Boom, match="from the actor"):
+                broker.join("boom")
+        else:
+            broker.join("boom")  # fail_fast=false: the failure stays in the dead letters
+            assert broker.queue_stats("boom").dead == 1
+    finally:
+        worker.stop()
+        runtime.reset()

@@ -18,7 +18,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import dramatiq
 
-from ..adapters.base import ConfigurationError, PygigoBroker
+from ..adapters.base import CapabilityError, ConfigurationError, PygigoBroker
 from . import runtime
 from .registry import registry
 
@@ -141,12 +141,21 @@ class Function(Generic[P, R]):
         **options: Any,
     ) -> dramatiq.Message[R]:
         """Enqueue with per-message options: ``delay_s`` (run no earlier than that many
-        seconds from now), ``priority`` (0-9), and Dramatiq message options."""
+        seconds from now), ``priority`` (0-9; other than the function's own only on brokers
+        with ``supports_priority``, else CapabilityError), and Dramatiq message options."""
         actor = self.actor
         if priority is None:
             priority = self.options.priority
         elif not 0 <= priority <= MAX_PRIORITY:
             raise ConfigurationError(f"priority={priority}: must be between 0 and {MAX_PRIORITY}.")
+        elif priority != self.options.priority and not self._supports_priority:
+            # Only the function's own priority orders work (inside each worker) on this broker:
+            # a per-call one would be silently dropped.
+            raise CapabilityError(
+                f"priority={priority}: this broker has no per-message priority (supports_priority is "
+                f"false); only {self.name!r}'s own priority={self.options.priority} applies. Drop the "
+                "argument, or use RabbitMQ or db://."
+            )
         if priority and self._supports_priority:
             options["broker_priority"] = priority
         delay = None if delay_s is None else max(0, int(delay_s * 1000))

@@ -106,6 +106,9 @@ def test_priority_becomes_broker_priority_only_where_supported() -> None:
     try:
         runtime.set_broker(build_broker("memory://"))
         assert "broker_priority" not in urgent.send().options
+        assert "broker_priority" not in urgent.send_with_options(priority=7).options
+        with pytest.raises(pygigo.CapabilityError, match="no per-message priority"):
+            urgent.send_with_options(priority=2)  # would be silently dropped
         runtime.set_broker(PriorityMemoryBroker())
         assert urgent.send().options["broker_priority"] == 7
         assert urgent.send_with_options(priority=2).options["broker_priority"] == 2

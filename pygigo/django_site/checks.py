@@ -54,3 +54,28 @@ def check_rate_limit_cache(app_configs: Any = None, **kwargs: Any) -> list[check
             )
         ]
     return []
+
+
+@checks.register(checks.Tags.compatibility)
+def check_body_fits_the_broker(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A body the API accepts but the broker cannot carry is refused with 413 on every call:
+    say so at start-up, while the fix (a claim-check store, a lower limit) is one setting."""
+    from .api.views import max_body_bytes
+
+    try:
+        broker = build_broker(pygigo_settings.broker_url())
+    except PygigoError:
+        return []  # check_broker_url reports it
+    limit = broker.capabilities.max_message_bytes
+    broker.close()
+    if limit is None or pygigo_settings.setting("PYGIGO_CLAIM_CHECK_DIR") or max_body_bytes() < limit:
+        return []
+    return [
+        checks.Warning(
+            f"PYGIGO_MAX_BODY_BYTES ({max_body_bytes()}) is not below the {broker.scheme}:// broker's "
+            f"message limit ({limit} bytes): large bodies will be refused with 413.",
+            hint="Set PYGIGO_CLAIM_CHECK_DIR so large bodies travel by claim check, or lower "
+            "PYGIGO_MAX_BODY_BYTES.",
+            id="pygigo.W004",
+        )
+    ]

@@ -43,6 +43,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pygigo.invocations")
 
+
+class _EnvelopeArgumentFilter(logging.Filter):
+    """Dramatiq logs a failed or skipped message with its arguments. An envelope's are the
+    request (body, forwarded credentials) or the call's arguments: log its id instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                f"{ENVELOPE_ACTOR}(id={getattr(arg, 'message_id', '?')})"
+                if getattr(arg, "actor_name", None) == ENVELOPE_ACTOR
+                else arg
+                for arg in record.args
+            )
+        return True
+
+
+logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_EnvelopeArgumentFilter())
+
 #: The internal actor every envelope message is addressed to.
 ENVELOPE_ACTOR = "pygigo.envelope"
 

@@ -74,6 +74,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "hook": "pygigo.platform.maintenance.report_dead_letters",
         "options": {},
     },
+    # Offloaded request bodies: kept as long as a message pointing at one may still run.
+    "purge_claim_checks": {
+        "enabled": True,
+        "schedule": "29 * * * *",
+        "hook": "pygigo.django_site.runner.purge_claim_checks",
+        "options": {},
+    },
 }
 _KEYS = {"enabled", "schedule", "hook", "options"}
 

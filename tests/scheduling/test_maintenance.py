@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from pygigo.adapters.base import ConfigurationError, QueueStats
 from pygigo.adapters.memory import MemoryBroker
 from pygigo.platform import maintenance
+from pygigo.platform.envelope import ClaimCheckError, FileClaimCheckStore
 from pygigo.platform.schedule_store import ENQUEUED, MemoryScheduleStore
 from pygigo.platform.scheduler import Scheduler
 from pygigo.platform.schedules import ScheduleRegistry
@@ -34,6 +38,7 @@ def test_defaults_are_all_on_and_each_can_be_switched_off_or_changed() -> None:
         "requeue_expired_leases",
         "prune_schedule_runs",
         "report_dead_letters",
+        "purge_claim_checks",
     }
     assert all(job["enabled"] for job in config.values())
     changed = maintenance.job_config(
@@ -85,6 +90,7 @@ def test_a_maintenance_job_runs_in_the_leader_once_per_slot(broker: MemoryBroker
             "requeue_expired_leases": False,
             "prune_schedule_runs": False,
             "report_dead_letters": False,
+            "purge_claim_checks": False,
         }
     )
     assert [spec.name for spec in specs] == ["pygigo.maintenance.prune_invocations"]
@@ -144,3 +150,22 @@ def test_prune_schedule_runs_keeps_recent_runs_and_each_schedule_latest() -> Non
     left = set(ScheduleRun.objects.values_list("schedule", "slot"))
     assert left == {("busy", now), ("rare", old[0]), ("failing", old[1]), ("failing", now)}
     assert store.last_fired("busy") == now and store.last_fired("rare") == old[0]
+
+
+def test_claim_check_blobs_are_purged_after_the_message_ttl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pygigo.django_site.runner import purge_claim_checks
+
+    monkeypatch.setenv("PYGIGO_CLAIM_CHECK_DIR", str(tmp_path))
+    monkeypatch.setenv("PYGIGO_MESSAGE_TTL_S", "3600")
+    store = FileClaimCheckStore(tmp_path)
+    old, fresh = store.put(b"old body"), store.put(b"fresh body")
+    old_path = next(p for p in tmp_path.glob("??/*") if p.read_bytes() == b"old body")
+    two_hours_ago = time.time() - 7200
+    os.utime(old_path, (two_hours_ago, two_hours_ago))
+    assert "pygigo.maintenance.purge_claim_checks" in {s.name for s in maintenance.maintenance_schedules()}
+    assert purge_claim_checks() == 1
+    assert store.get(fresh) == b"fresh body"
+    with pytest.raises(ClaimCheckError):
+        store.get(old)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Self
 
 import botocore.exceptions
 import dramatiq
 from dramatiq.common import q_name
-from dramatiq.errors import QueueNotFound
+from dramatiq.errors import QueueJoinTimeout, QueueNotFound
 from dramatiq.middleware import Middleware
 
 from ..base import BrokerURL, Capabilities, ConfigurationError, Option, PygigoBroker, QueueStats, parse_bool
@@ -120,6 +121,30 @@ class SQSBroker(PygigoBroker, SQSCore):
                         QueueUrl=url, AttributeNames=["QueueArn"]
                     ),
                 )
+
+    def join(
+        self, queue_name: str, min_successes: int = 2, idle_time: int = 100, *, timeout: int | None = None
+    ) -> None:
+        """Wait until ``queue_name`` has no message ready, delayed or in flight, as SQS's
+        approximate counts say ``min_successes`` times in a row, ``idle_time`` ms apart (they
+        are eventually consistent). Raises QueueJoinTimeout after ``timeout`` ms."""
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesDelayed",
+            "ApproximateNumberOfMessagesNotVisible",
+        ]
+        deadline = None if timeout is None else time.monotonic() + timeout / 1000
+        successes = 0
+        while successes < min_successes:
+            if deadline is not None and time.monotonic() > deadline:
+                raise QueueJoinTimeout(queue_name)
+            with self.translate_errors():
+                counts = self.with_queue(
+                    q_name(queue_name),
+                    lambda url, _dlq: self.client.get_queue_attributes(QueueUrl=url, AttributeNames=names),
+                )["Attributes"]
+            successes = successes + 1 if not any(int(counts.get(name, 0)) for name in names) else 0
+            time.sleep(idle_time / 1000)
 
     def queue_stats(self, queue_name: str) -> QueueStats:
         """Approximate counts (SQS's own, eventually consistent on AWS): ready, delayed (including

@@ -35,7 +35,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from dramatiq.middleware import Middleware, SkipMessage
 
-from pygigo.platform import invocations
+from pygigo.platform import guard, invocations
 from pygigo.platform.registry import registry
 
 from .models import STARTABLE, Invocation, Status
@@ -70,11 +70,9 @@ class InvocationTracker(Middleware):
             return
         row = Invocation.objects.filter(id=envelope.id).values_list("status", "started_at").first()
         if row is None:
-            reason = f"invocation {envelope.id} is unknown here (pruned or never recorded): a replay"
-            invocations.current().refusal = reason
-            logger.error("Refusing message %s: %s", message.message_id, reason)
-            message.fail()
-            raise SkipMessage(reason)
+            guard.refuse(
+                message, f"invocation {envelope.id} is unknown here (pruned or never recorded): a replay"
+            )
         status, started_at = row
         if status == Status.RUNNING and started_at is not None:
             # Redelivered while the row says running: either a duplicate delivery, or the

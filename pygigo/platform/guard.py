@@ -148,6 +148,15 @@ def check(message: Any) -> None:
         raise MessageRefused(f"message expired (pygigo_exp={expires!r})", authentic=True)
 
 
+def refuse(message: Any, reason: str) -> NoReturn:
+    """Fail and skip ``message`` from a ``before_process_message`` hook: dead-lettered with
+    ``reason``, never run, never retried, no callback fired."""
+    invocations.current().refusal = reason
+    logger.error("Refusing message %s (%s): %s", message.message_id, message.actor_name, reason)
+    message.fail()
+    raise SkipMessage(reason)
+
+
 class MessageGuard(Middleware):
     """Signs what this process enqueues; refuses what it must not run (module docstring)."""
 
@@ -169,12 +178,12 @@ class MessageGuard(Middleware):
         except MessageRefused as exc:
             if exc.authentic and message.actor_name == invocations.ENVELOPE_ACTOR:
                 self._verify_envelope(message)  # so storage can mark the invocation dead
-            self._refuse(message, str(exc))
+            refuse(message, str(exc))
         if message.actor_name == invocations.ENVELOPE_ACTOR:
             envelope = self._verify_envelope(message)
             if envelope.deadline is not None and time.time() > envelope.deadline:
                 late = time.time() - envelope.deadline
-                self._refuse(message, f"envelope expired {late:.3f}s before it could start")
+                refuse(message, f"envelope expired {late:.3f}s before it could start")
 
     def _verify_envelope(self, message: Any) -> Any:
         state = invocations.current()
@@ -182,16 +191,9 @@ class MessageGuard(Middleware):
         try:
             envelope = invocations.verify_sealed(sealed)
         except EnvelopeError as exc:
-            self._refuse(message, str(exc))
+            refuse(message, str(exc))
         state.sealed, state.envelope = sealed, envelope
         return envelope
-
-    @staticmethod
-    def _refuse(message: Any, reason: str) -> NoReturn:
-        invocations.current().refusal = reason
-        logger.error("Refusing message %s (%s): %s", message.message_id, message.actor_name, reason)
-        message.fail()
-        raise SkipMessage(reason)
 
     # The guard comes first, so its after_* hooks run last (Dramatiq emits them in reverse):
     # storage middleware still sees the verified envelope, then it is forgotten.

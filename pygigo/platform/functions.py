@@ -161,6 +161,17 @@ class Function(Generic[P, R]):
         delay = None if delay_s is None else max(0, int(delay_s * 1000))
         return actor.send_with_options(args=args, kwargs=kwargs or {}, delay=delay, **options)
 
+    def message(self, *args: P.args, **kwargs: P.kwargs) -> dramatiq.Message[R]:
+        """A message for this function, not sent: for Dramatiq's ``pipeline`` and ``group``
+        (signed when they enqueue it, like every message)."""
+        return self.actor.message(*args, **kwargs)
+
+    def message_with_options(
+        self, *, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> dramatiq.Message[R]:
+        """:meth:`message` with Dramatiq message options (e.g. ``pipe_ignore=True``)."""
+        return self.actor.message_with_options(args=args, kwargs=kwargs or {}, **options)
+
     def invoke(self, *args: Any, wait: float | None = None, **kwargs: Any) -> Any:
         """Run on a worker as a *tracked* invocation (a signed envelope, recorded in the
         database) and, when ``wait`` is given, wait up to that many seconds for the result.

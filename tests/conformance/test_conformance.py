@@ -69,6 +69,17 @@ def test_unknown_actor_is_dead_lettered_not_a_crash(broker: PygigoBroker) -> Non
         record.wait_for("after", 1)
 
 
+def test_a_pipeline_passes_results_through_signed_steps(broker: PygigoBroker) -> None:
+    """Each step is enqueued by the worker that ran the one before, with that step's result
+    appended: the worker signs what it derives, so every step runs."""
+    with running_worker(broker):
+        dramatiq.pipeline(
+            [functions.add_one.message(1), functions.add_one.message(), functions.echo.message("piped")]
+        ).run()
+        ((_, value),) = functions.record.wait_for("piped", 1)
+    assert value == {"args": [3], "kwargs": {}}
+
+
 def test_adapter_declares_its_pinned_capabilities(broker: PygigoBroker, case: AdapterCase) -> None:
     assert broker.capabilities == case.capabilities
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Self
 
 import botocore.exceptions
@@ -13,7 +12,16 @@ from dramatiq.common import q_name
 from dramatiq.errors import QueueJoinTimeout, QueueNotFound
 from dramatiq.middleware import Middleware
 
-from ..base import BrokerURL, Capabilities, ConfigurationError, Option, PygigoBroker, QueueStats, parse_bool
+from ..base import (
+    BrokerURL,
+    Capabilities,
+    ConfigurationError,
+    Option,
+    PygigoBroker,
+    PygigoError,
+    QueueStats,
+    parse_bool,
+)
 from . import client as sqs
 from .consumer import SQSConsumer
 from .core import MAX_MESSAGE_BYTES, MAX_NATIVE_DELAY_S, SQSCore
@@ -73,12 +81,8 @@ class SQSBroker(PygigoBroker, SQSCore):
             )
         return cls(middleware=middleware, **dict(url.options))
 
-    @contextlib.contextmanager
-    def translate_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqs.DRIVER_ERRORS as exc:
-            raise sqs.translate(exc, endpoint=self.endpoint) from exc
+    def translate(self, exc: BaseException) -> PygigoError:
+        return sqs.translate(exc, endpoint=self.endpoint)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> SQSConsumer:
         """A consumer holding at most ``prefetch`` messages (see :mod:`.consumer`)."""

@@ -85,10 +85,11 @@ def test_unportable_json_is_400_not_500(broker: PygigoBroker, body: bytes, funct
     assert (response.status_code, response.json()["code"]) == (400, "malformed_json")
 
 
-def test_bad_content_length_is_400(broker: PygigoBroker) -> None:
+@pytest.mark.parametrize("length", ["abc", "-1", "\u00b2"])
+def test_bad_content_length_is_400(broker: PygigoBroker, length: str) -> None:
     client = _key_client()
     response = client.post(
-        "/fn/fe_add", data=b"[1, 2]", content_type="application/json", CONTENT_LENGTH="abc"
+        "/fn/fe_add", data=b"[1, 2]", content_type="application/json", CONTENT_LENGTH=length
     )
     assert (response.status_code, response.json()["code"]) == (400, "invalid_header")
 

@@ -1,8 +1,9 @@
 """The API's views. Contracts (status codes, bodies) are in the OpenAPI document
 (:mod:`.openapi`); error codes in :mod:`.errors`.
 
-* ``/fn/<name>`` (the methods the function declares, default POST): capture, record, enqueue → ``202`` + ``Location``; with
-  ``Prefer: wait=N`` the function's own response if it finished within N seconds.
+* ``/fn/<name>`` (by the methods the function declares, default POST): capture, record,
+  enqueue → ``202`` + ``Location``; with ``Prefer: wait=N`` the function's own response if it
+  finished within N seconds.
 * ``GET /fn``: the functions this caller may invoke.
 * ``GET|DELETE /invocations/<id>``, ``GET /invocations/<id>/result``.
 
@@ -70,7 +71,7 @@ def read_body(request: HttpRequest) -> bytes:
     declared_text = request.META.get("CONTENT_LENGTH") or ""
     if not declared_text and request.META.get("HTTP_TRANSFER_ENCODING"):
         raise ApiError(411, "length_required", "Send the body with a Content-Length, not chunked.")
-    if not declared_text.isdigit() and declared_text:
+    if declared_text and not (declared_text.isascii() and declared_text.isdigit()):
         raise ApiError(
             400, "invalid_header", f"Content-Length must be a number of bytes, not {declared_text[:40]!r}."
         )

@@ -24,6 +24,8 @@ import hmac
 import os
 from typing import Any
 
+from .envelope.headers import DEFAULT_FORWARD_HEADERS
+
 DEFAULT_BROKER_URL = "memory://"
 #: The default site's SECRET_KEY: fine for ``pygigo dev``, public everywhere else.
 DEV_SECRET_KEY = "pygigo-dev-insecure-change-me"
@@ -93,8 +95,6 @@ def _django_debug() -> bool:
 def forward_headers() -> frozenset[str]:
     """``PYGIGO_FORWARD_HEADERS``: the request headers (case-insensitive) an http envelope
     may carry; credentials additionally need the function's ``forward_secrets``."""
-    from .envelope import DEFAULT_FORWARD_HEADERS
-
     configured = _list("PYGIGO_FORWARD_HEADERS")
     return frozenset(name.lower() for name in configured) if configured else DEFAULT_FORWARD_HEADERS
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -193,6 +195,9 @@ def run_broker(args: argparse.Namespace, broker: str, run_id: str) -> list[Resul
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run_id = uuid.uuid4().hex[:8]
+    # Every child, worker and web process signs and checks messages with the same fresh key
+    # (the default site refuses its public development key with DEBUG off).
+    os.environ.setdefault("PYGIGO_SIGNING_KEYS", secrets.token_hex(32))
     started = time.perf_counter()
     all_results: list[Result] = []
     tables = []

@@ -1,10 +1,12 @@
 """A functions module a newcomer can read in one minute.
 
-Run a worker for it (any broker; here Redis):
+Run a worker for it (any broker; here Redis). Every message is signed, so the worker and
+whoever sends need the same key:
 
+    export PYGIGO_SIGNING_KEYS=$(python -c 'import secrets; print(secrets.token_hex(32))')
     PYGIGO_BROKER_URL=redis://127.0.0.1:6379/0 pygigo worker examples.functions
 
-and, from another shell or process:
+and, from another process with the same two settings:
 
     >>> from examples.functions import add
     >>> add.send(1, 2)

@@ -55,8 +55,10 @@ def run_migrate(database: str) -> int:
 
 
 def run_dev(args: argparse.Namespace) -> int:
-    # The development stack needs no broker process: the database is the broker.
+    # The development stack needs no broker process: the database is the broker. DEBUG is on
+    # only here, so the default site's public development key is accepted only here.
     os.environ.setdefault("PYGIGO_BROKER_URL", "db://")
+    os.environ.setdefault("DJANGO_DEBUG", "1")
     # The web process imports them too (PYGIGO_FUNCTIONS), to serve /fn/<name>.
     os.environ.setdefault("PYGIGO_FUNCTIONS", ",".join(args.modules))
     settings.ensure_django()

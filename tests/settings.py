@@ -13,6 +13,8 @@ import os
 from pygigo.default_site.settings import *  # noqa: F403
 from pygigo.default_site.settings import DATABASES
 
+# Not the default site's public development key: tests run with DEBUG off, which refuses it.
+SECRET_KEY = "pygigo-test-suite-secret-key-never-used-in-production"
 TEST_RUN = os.environ.get("PYGIGO_TEST_RUN", "local")
 POSTGRES_SCHEMA = f"pygigo_t{TEST_RUN}"
 

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -93,6 +94,7 @@ def test_dev_stack_serves_private_functions_with_the_curl_line_it_prints_and_sto
             lambda: "Ctrl-C stops everything" in log.read_text(), timeout=60, what="the stack to start"
         )
         text = log.read_text()
+        assert stat.S_IMODE((tmp_path / "dev.sqlite3").stat().st_mode) == 0o600
         assert f"http://127.0.0.1:{port}/" in text and "login admin / " in text
         # The function is private: the line works because it carries the development API key.
         (curl,) = [line.split("try:", 1)[1].strip() for line in text.splitlines() if "try:" in line]

@@ -244,7 +244,7 @@ class PygigoBroker(dramatiq.Broker):
         except PygigoError:
             raise
         except self.driver_errors as exc:
-            raise self.unavailable(exc) from exc
+            raise self.translate(exc) from exc
         except dramatiq.errors.BrokerConnectionError as exc:
             raise self.unavailable(exc) from exc
 
@@ -264,15 +264,21 @@ class PygigoBroker(dramatiq.Broker):
 
     @contextlib.contextmanager
     def translate_errors(self) -> Iterator[None]:
-        """Turn this adapter's driver errors into :class:`BrokerUnavailable`."""
+        """Turn this adapter's driver errors into Pygigo's (see :meth:`translate`)."""
         try:
             yield
         except PygigoError:
             raise
         except self.driver_errors as exc:
-            raise self.unavailable(exc) from exc
+            raise self.translate(exc) from exc
         except dramatiq.errors.BrokerConnectionError as exc:
             raise self.unavailable(exc) from exc
+
+    def translate(self, exc: BaseException) -> PygigoError:
+        """The one place a driver error of this adapter becomes a Pygigo error, whichever
+        operation raised it (default: :class:`BrokerUnavailable`). Adapters whose driver
+        tells faults apart (missing credentials, a missing queue) override it."""
+        return self.unavailable(exc)
 
     def unavailable(self, exc: BaseException) -> BrokerUnavailable:
         return BrokerUnavailable(

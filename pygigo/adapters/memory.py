@@ -4,7 +4,9 @@ Features: delays, retries, dead letters (kept in memory), queue stats.
 Not durable: messages live in this process only, so a worker in another process never sees
 them and a crash loses them. No broker-level priority.
 
-URL form: ``memory://`` (no host, no options).
+URL form: ``memory://`` (no host). Option: ``fail_fast`` (default true): ``join()`` re-raises
+the first exception an actor raised, as Dramatiq's ``StubBroker`` does since 2.0, so tests
+ported from it keep catching failures; ``memory://?fail_fast=false`` swallows them.
 
 Every instance has its own queues (Dramatiq's ``StubBroker`` keeps them per instance), so two
 brokers in one process never share messages.
@@ -21,19 +23,20 @@ from dramatiq.common import dq_name
 from dramatiq.errors import QueueNotFound
 from dramatiq.middleware import Middleware
 
-from .base import BrokerURL, Capabilities, ConfigurationError, PygigoBroker, QueueStats
+from .base import BrokerURL, Capabilities, ConfigurationError, Option, PygigoBroker, QueueStats, parse_bool
 
 
 class MemoryBroker(PygigoBroker, StubBroker):
     scheme = "memory"
     capabilities = Capabilities(durable=False, redelivery="none")
     endpoint = "this process"
+    url_options = {"fail_fast": Option(parse_bool, True, "join() re-raises an actor's exception")}
 
     @classmethod
     def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
         if url.netloc or url.path not in ("", "/"):
             raise ConfigurationError(f"memory:// takes no host or path; got {url.raw!r}. Use 'memory://'.")
-        return cls(middleware=middleware, fail_fast_default=False)
+        return cls(middleware=middleware, fail_fast_default=url.options["fail_fast"])
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> _MemoryConsumer:
         try:

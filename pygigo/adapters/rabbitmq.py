@@ -82,34 +82,45 @@ class RabbitmqBroker(PygigoBroker, dramatiq_rabbitmq.RabbitmqBroker):
     def enqueue_many(self, messages: Sequence[dramatiq.Message[Any]]) -> list[dramatiq.Message[Any]]:
         """Publish a batch in one AMQP transaction: one round trip to the broker's commit
         instead of one confirm per message, with the same guarantee (when ``tx_commit``
-        returns, RabbitMQ has every message; a failure rolls the batch back)."""
+        returns, RabbitMQ has every message; a failure rolls the batch back). A connection
+        the server closed is replaced and the batch sent again, as ``enqueue`` does."""
         if not messages:
             return []
         for message in messages:
             self.check_size(message)
         with self.translate_errors():
-            for queue_name in {message.queue_name for message in messages}:
-                self.declare_queue(queue_name, ensure=True)
-            channel = self.connection.channel()
-            try:
-                channel.tx_select()
-                for message in messages:
-                    self.emit_before("enqueue", message, None)
-                    channel.basic_publish(
-                        exchange="",
-                        routing_key=message.queue_name,
-                        body=message.encode(),
-                        properties=pika.BasicProperties(
-                            delivery_mode=2, priority=message.options.get("broker_priority")
-                        ),
-                    )
-                channel.tx_commit()
-            finally:
-                if channel.is_open:
-                    channel.close()
+            for attempt in range(1, dramatiq_rabbitmq.MAX_ENQUEUE_ATTEMPTS + 1):
+                try:
+                    self._publish_batch(messages)
+                    break
+                except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError):
+                    del self.connection  # the next attempt opens a new one
+                    if attempt == dramatiq_rabbitmq.MAX_ENQUEUE_ATTEMPTS:
+                        raise
         for message in messages:
             self.emit_after("enqueue", message, None)
         return list(messages)
+
+    def _publish_batch(self, messages: Sequence[dramatiq.Message[Any]]) -> None:
+        for queue_name in {message.queue_name for message in messages}:
+            self.declare_queue(queue_name, ensure=True)
+        channel = self.connection.channel()
+        try:
+            channel.tx_select()
+            for message in messages:
+                self.emit_before("enqueue", message, None)
+                channel.basic_publish(
+                    exchange="",
+                    routing_key=message.queue_name,
+                    body=message.encode(),
+                    properties=pika.BasicProperties(
+                        delivery_mode=2, priority=message.options.get("broker_priority")
+                    ),
+                )
+            channel.tx_commit()
+        finally:
+            if channel.is_open:
+                channel.close()
 
     def ping(self) -> None:
         with self.translate_errors():

@@ -101,18 +101,19 @@ class RedisBroker(PygigoBroker, dramatiq_redis.RedisBroker):
         dispatch = self.scripts["dispatch"]
         pipe = self.client.pipeline(transaction=False)
         enqueued = []
-        for message in messages:
-            # Like RedisBroker.enqueue: every enqueued copy needs its own id in Redis.
-            message = message.copy(options={"redis_message_id": str(uuid4())})
-            self.emit_before("enqueue", message, None)
-            args = self._script_args("enqueue", message.queue_name, maintenance=False)
-            dispatch(
-                args=[*args, message.options["redis_message_id"], message.encode()],
-                keys=[self.namespace],
-                client=pipe,
-            )
-            enqueued.append(message)
+        # All of it translated: building the arguments may talk to Redis too (its unpack limit).
         with self.translate_errors():
+            for message in messages:
+                # Like RedisBroker.enqueue: every enqueued copy needs its own id in Redis.
+                message = message.copy(options={"redis_message_id": str(uuid4())})
+                self.emit_before("enqueue", message, None)
+                args = self._script_args("enqueue", message.queue_name, maintenance=False)
+                dispatch(
+                    args=[*args, message.options["redis_message_id"], message.encode()],
+                    keys=[self.namespace],
+                    client=pipe,
+                )
+                enqueued.append(message)
             pipe.execute()
         for message in enqueued:
             self.emit_after("enqueue", message, None)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pygigo.platform.settings import DEV_SECRET_KEY
+
 
 def _home() -> Path:
     """Where the default site keeps its SQLite database: ``PYGIGO_HOME``, else the user's data
@@ -21,8 +23,10 @@ def _home() -> Path:
 
 DATA_DIR = _home()
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "pygigo-dev-insecure-change-me")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# The default key is public: with DEBUG off (the default outside `pygigo dev`) Pygigo refuses
+# to sign or run anything with it, and `manage.py check` reports it (pygigo.E003).
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 
 INSTALLED_APPS = [
@@ -45,6 +49,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
+
+# Broker URLs appear on the debug page and in error reports without their password.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "pygigo.django_site.debug.RedactingExceptionReporterFilter"
 
 ROOT_URLCONF = "pygigo.default_site.urls"
 WSGI_APPLICATION = "pygigo.default_site.wsgi.application"

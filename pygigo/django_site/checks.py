@@ -4,10 +4,12 @@ misconfigurations that would otherwise fail silently or late, each with an id an
 =============  ==========================================================================
 pygigo.E001    PYGIGO_BROKER_URL is invalid (scheme, options, missing driver)
 pygigo.E002    a PYGIGO_FUNCTIONS module does not import
+pygigo.E003    the signing key is missing, or a public default while DEBUG is off
 pygigo.E004    PYGIGO_MAINTENANCE is invalid
 pygigo.W001    invocation tracking is not active in this process's broker
 pygigo.W002    PYGIGO_MAX_BODY_BYTES is above the broker's message size, without claim checks
 pygigo.W003    a schedule names a function no loaded module defines (it fails at each firing)
+pygigo.W004    the rate limit counts in a per-process cache (each web process allows the full rate)
 pygigo.I001    a built-in maintenance job is skipped: the app it needs is not installed
 =============  ==========================================================================
 
@@ -24,7 +26,7 @@ from django.core import checks
 from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
-from pygigo.adapters.base import PygigoBroker, PygigoError, build_broker
+from pygigo.adapters.base import ConfigurationError, PygigoBroker, PygigoError, build_broker
 from pygigo.platform import maintenance, runtime
 from pygigo.platform import settings as pygigo_settings
 from pygigo.platform.registry import registry
@@ -152,3 +154,37 @@ def _database_schedules() -> list[ScheduleSpec]:
         return DjangoScheduleStore().load_schedules()
     except DatabaseError:
         return []  # not migrated yet: the scheduler's own start says what to run
+
+
+@checks.register(checks.Tags.security)
+def check_signing_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Outside DEBUG, a public or missing signing key would let anyone forge messages."""
+    try:
+        pygigo_settings.signing_keys()
+    except ConfigurationError as exc:
+        return [
+            checks.Error(str(exc), hint="Set DJANGO_SECRET_KEY or PYGIGO_SIGNING_KEYS.", id="pygigo.E003")
+        ]
+    return []
+
+
+@checks.register(checks.Tags.caches)
+def check_rate_limit_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A per-process cache counts each web process separately: the limit is multiplied."""
+    from django.conf import settings
+
+    from .api.auth import rate_limit_cache_alias
+
+    if not pygigo_settings.setting("PYGIGO_RATE_LIMIT") or settings.DEBUG:
+        return []
+    backend = settings.CACHES.get(rate_limit_cache_alias(), {}).get("BACKEND", "")
+    if backend.endswith(("LocMemCache", "DummyCache")):
+        return [
+            checks.Warning(
+                f"PYGIGO_RATE_LIMIT counts in a per-process cache ({backend}): every web process "
+                "allows the full rate.",
+                hint="Point PYGIGO_RATE_LIMIT_CACHE at a shared cache (Redis, Memcached or the database).",
+                id="pygigo.W004",
+            )
+        ]
+    return []

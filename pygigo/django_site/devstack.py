@@ -26,6 +26,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 
+from pygigo.adapters.base import redact
 from pygigo.platform.functions import Function
 from pygigo.platform.registry import registry
 
@@ -152,8 +153,13 @@ def run(
     with_scheduler: bool = False,
 ) -> int:
     """Run the stack until Ctrl-C or until one process exits; returns an exit code."""
-    var_dir = Path(settings.DATABASES["default"]["NAME"]).parent
+    database = Path(settings.DATABASES["default"]["NAME"])
+    var_dir = database.parent
     var_dir.mkdir(parents=True, exist_ok=True)
+    # It holds sessions, API key hashes and invocation payloads: readable by its owner only
+    # (SQLite gives its -wal and -shm files the same mode).
+    database.touch(mode=0o600, exist_ok=True)
+    database.chmod(0o600)
     call_command("migrate", interactive=False, verbosity=0)
     login = ensure_admin(var_dir)
     api_key = ensure_api_key(var_dir)
@@ -172,7 +178,8 @@ def run(
             start(service)
         url = f"http://{host}:{port}/"
         print(
-            f"\nPygigo is running at {url}  (broker: {os.environ.get('PYGIGO_BROKER_URL', '')})", flush=True
+            f"\nPygigo is running at {url}  (broker: {redact(os.environ.get('PYGIGO_BROKER_URL', ''))})",
+            flush=True,
         )
         print(f"  admin:  {url}admin/  login {login}", flush=True)
         print(f"  API key (development, acts for admin): {api_key}", flush=True)

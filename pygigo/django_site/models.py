@@ -148,12 +148,15 @@ class ApiKey(models.Model):
 
     @classmethod
     def lookup(cls, raw: str) -> ApiKey | None:
-        """The active key ``raw`` names, or None (unknown, malformed, revoked or wrong secret)."""
+        """The active key ``raw`` names, or None (unknown, malformed, revoked, wrong secret, or
+        its user was deactivated: a key never outlives its owner's access)."""
         parts = raw.split("_", 2)
         if len(parts) != 3 or parts[0] != "pgk":
             return None
         key = cls.objects.select_related("user").filter(prefix=parts[1], revoked_at__isnull=True).first()
         if key is None or not hmac.compare_digest(key.hashed, _hash(raw)):
+            return None
+        if key.user is not None and not key.user.is_active:
             return None
         return key
 

@@ -28,6 +28,15 @@ def claim_check_store() -> FileClaimCheckStore | None:
     return FileClaimCheckStore(directory) if directory else None
 
 
+def purge_claim_checks(older_than_s: float | None = None) -> int:
+    """Maintenance hook: delete offloaded bodies older than any message that points at one
+    may live (``PYGIGO_MESSAGE_TTL_S`` by default); returns how many."""
+    store = claim_check_store()
+    if store is None:
+        return 0
+    return store.purge(pygigo_settings.message_ttl_s() if older_than_s is None else older_than_s)
+
+
 def _user(principal: Any) -> Any:
     user_id = (principal or {}).get("user_id")
     if user_id is None:

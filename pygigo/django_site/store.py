@@ -10,6 +10,7 @@ caller may answer ``202 Accepted``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
@@ -44,6 +45,12 @@ def principal_key(principal: dict[str, Any] | None) -> str:
         if principal.get("api_key_id") is not None:
             return f"key:{principal['api_key_id']}"
     return "anonymous"
+
+
+def anonymous_owner(token: str) -> str:
+    """The owner key of an anonymous invocation: a hash of the capability token returned
+    with its 202, so only whoever holds the token can read or cancel it."""
+    return "anon:" + hashlib.sha256(token.encode()).hexdigest()[:48]
 
 
 def masked(envelope: Envelope) -> dict[str, Any]:
@@ -85,13 +92,16 @@ def undeliverable(invocation_id: Any, exc: BrokerError) -> None:
     notify(invocation_id)
 
 
-def submit(envelope: Envelope, function: Function[..., Any]) -> tuple[Invocation, bool]:
-    """Record ``envelope`` as an invocation and send it (see module contract).
+def submit(
+    envelope: Envelope, function: Function[..., Any], *, owner: str | None = None
+) -> tuple[Invocation, bool]:
+    """Record ``envelope`` as an invocation and send it (see module contract). ``owner``:
+    who may see it (default: the envelope's principal, see :func:`principal_key`).
 
     Returns ``(invocation, created)``; ``created`` is False when the principal already used
     the envelope's idempotency key, in which case nothing is sent again.
     """
-    owner = principal_key(dict(envelope.principal or {}))
+    owner = owner or principal_key(dict(envelope.principal or {}))
     key = envelope.idempotency_key
     if key is not None:
         existing = Invocation.objects.filter(principal=owner, idempotency_key=key).first()

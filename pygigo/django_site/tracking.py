@@ -2,9 +2,9 @@
 
 Installed by the app itself: its ``ready()`` registers this class's dotted path with the
 platform (``pygigo.platform.settings.register_middleware``), which loads it into every broker
-it builds and never imports the site. It acts only on envelope messages, after :class:`EnvelopeGuard` verified
-them, so a forged message cannot touch any row; plain ``fn.send`` messages cost one string
-comparison per hook.
+it builds and never imports the site. It acts only on envelope messages, after
+:class:`pygigo.platform.guard.MessageGuard` verified them, so a forged message cannot touch
+any row; plain ``fn.send`` messages cost one string comparison per hook.
 
 Transitions, each one UPDATE:
 
@@ -15,13 +15,16 @@ Transitions, each one UPDATE:
   (``attempts`` = ``max_retries + 1``: a poison message that kills its worker) it becomes
   ``dead`` ("the worker died while running it") and the message is dead-lettered. A delivery
   while the holder is alive (a duplicate) is looked at again after the stale window rather than
-  acked away; one of a finished or cancelled invocation is acked without running.
+  acked away; one of a finished or cancelled invocation is acked without running. A message
+  whose invocation has no row (never recorded, or pruned since it finished) is a replay:
+  refused and dead-lettered.
 * ``after_process_message``: → succeeded (with the result); on an exception → retrying if
   Dramatiq's Retries middleware will retry it, else ``dead`` when retries were exhausted or
   ``failed`` when none were allowed (non-retryable error, ``max_retries=0``). Written only
   while this delivery still holds the row (fencing: a holder that was taken over records
-  nothing). A message the guard refused as expired → dead.
-* ``after_skip_message``: a message skipped by Dramatiq's AgeLimit (``max_age``) → dead.
+  nothing).
+* ``after_skip_message``: a message the guard refused as expired, or Dramatiq's AgeLimit
+  (``max_age``) skipped → dead.
 
 Dramatiq emits ``after_*`` hooks in reverse middleware order, so this runs before Retries
 and predicts its decision with :func:`pygigo.platform.invocations.will_retry`.
@@ -39,8 +42,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from dramatiq.middleware import Middleware, SkipMessage
 
-from pygigo.platform import invocations, poison
-from pygigo.platform.envelope import EnvelopeError
+from pygigo.platform import guard, invocations, poison
 
 from . import heartbeat
 from .models import STARTABLE, Invocation, Status
@@ -89,9 +91,9 @@ class InvocationTracker(Middleware):
             return
         row = Invocation.objects.filter(id=envelope.id).values_list("status", "holder").first()
         if row is None:
-            # Sent by something that does not record invocations: run it untracked.
-            logger.debug("Invocation %s has no row; running untracked", envelope.id)
-            return
+            guard.refuse(
+                message, f"invocation {envelope.id} is unknown here (pruned or never recorded): a replay"
+            )
         status, old_holder = row
         if status == Status.RUNNING:
             died = Invocation.objects.filter(heartbeat.stale_holder(now), id=envelope.id, holder=old_holder)
@@ -129,10 +131,6 @@ class InvocationTracker(Middleware):
             if holder is not None:
                 heartbeat.release(holder)
                 self._record_outcome(broker, message, envelope.id, holder, state, exception)
-            elif message.failed and state.refusal:
-                Invocation.objects.filter(id=envelope.id, status__in=STARTABLE).update(
-                    status=Status.DEAD, error=state.refusal, finished_at=timezone.now()
-                )
         finally:
             notify(envelope.id)
 
@@ -173,16 +171,14 @@ class InvocationTracker(Middleware):
             )
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        # Only AgeLimit skips *and fails* a message before the guard ran; our own skip
-        # (duplicate / cancelled) leaves the message unfailed and the row as it is.
-        if message.actor_name != invocations.ENVELOPE_ACTOR or not message.failed:
-            return
-        try:
-            envelope = invocations._verify(message.args[0] if message.args else None)
-        except EnvelopeError:
+        # Skipped and failed: refused by the guard (expired) or by AgeLimit (max_age). Our
+        # own skip of a duplicate or cancelled invocation leaves the message unfailed.
+        envelope = invocations.current().envelope
+        if message.actor_name != invocations.ENVELOPE_ACTOR or not message.failed or envelope is None:
             return
         close_old_connections()
+        error = invocations.current().refusal or "max_age exceeded before it could start"
         Invocation.objects.filter(id=envelope.id, status__in=STARTABLE).update(
-            status=Status.DEAD, error="max_age exceeded before it could start", finished_at=timezone.now()
+            status=Status.DEAD, error=error, finished_at=timezone.now()
         )
         notify(envelope.id)

@@ -18,7 +18,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import dramatiq
 
-from ..adapters.base import ConfigurationError, PygigoBroker, PygigoError
+from ..adapters.base import CapabilityError, ConfigurationError, PygigoBroker, PygigoError
 from . import runtime
 from .registry import registry
 
@@ -48,6 +48,9 @@ class FunctionOptions:
     public: bool = False
     #: Forward Cookie and Authorization headers of an HTTP request to the function.
     forward_secrets: bool = False
+    #: The HTTP methods that invoke it (anything else is 405): a GET or an OPTIONS preflight
+    #: must not run a function that did not ask for it.
+    methods: tuple[str, ...] = ("POST",)
 
     def __post_init__(self) -> None:
         if not self.queue or not self.queue.replace("_", "").replace("-", "").replace(".", "").isalnum():
@@ -64,6 +67,9 @@ class FunctionOptions:
                 raise ConfigurationError(f"{name}={value}: must be positive, or None for no limit.")
         if not 0 <= self.priority <= MAX_PRIORITY:
             raise ConfigurationError(f"priority={self.priority}: must be between 0 and {MAX_PRIORITY}.")
+        if isinstance(self.methods, str) or not self.methods:
+            raise ConfigurationError(f"methods={self.methods!r}: give a non-empty tuple, e.g. ('POST',).")
+        object.__setattr__(self, "methods", tuple(method.upper() for method in self.methods))
 
     def actor_options(self) -> dict[str, Any]:
         """The options as Dramatiq's middleware reads them (milliseconds)."""
@@ -160,7 +166,8 @@ class Function(Generic[P, R]):
         **options: Any,
     ) -> dramatiq.Message[R]:
         """Enqueue with per-message options: ``delay_s`` (run no earlier than that many
-        seconds from now), ``priority`` (0-9), and Dramatiq message options. Raises
+        seconds from now), ``priority`` (0-9; other than the function's own only on brokers
+        with ``supports_priority``, else CapabilityError), and Dramatiq message options. Raises
         BadArguments if the arguments do not fit the signature."""
         self.check_arguments(args, kwargs or {})
         actor = self.actor
@@ -168,10 +175,29 @@ class Function(Generic[P, R]):
             priority = self.options.priority
         elif not 0 <= priority <= MAX_PRIORITY:
             raise ConfigurationError(f"priority={priority}: must be between 0 and {MAX_PRIORITY}.")
+        elif priority != self.options.priority and not self._supports_priority:
+            # Only the function's own priority orders work (inside each worker) on this broker:
+            # a per-call one would be silently dropped.
+            raise CapabilityError(
+                f"priority={priority}: this broker has no per-message priority (supports_priority is "
+                f"false); only {self.name!r}'s own priority={self.options.priority} applies. Drop the "
+                "argument, or use RabbitMQ or db://."
+            )
         if priority and self._supports_priority:
             options["broker_priority"] = priority
         delay = None if delay_s is None else max(0, int(delay_s * 1000))
         return actor.send_with_options(args=args, kwargs=kwargs or {}, delay=delay, **options)
+
+    def message(self, *args: P.args, **kwargs: P.kwargs) -> dramatiq.Message[R]:
+        """A message for this function, not sent: for Dramatiq's ``pipeline`` and ``group``
+        (signed when they enqueue it, like every message)."""
+        return self.actor.message(*args, **kwargs)
+
+    def message_with_options(
+        self, *, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> dramatiq.Message[R]:
+        """:meth:`message` with Dramatiq message options (e.g. ``pipe_ignore=True``)."""
+        return self.actor.message_with_options(args=args, kwargs=kwargs or {}, **options)
 
     def invoke(self, *args: Any, wait: float | None = None, **kwargs: Any) -> Any:
         """Run on a worker as a *tracked* invocation (a signed envelope, recorded in the
@@ -245,6 +271,7 @@ def function(
     priority: int = 0,
     public: bool = False,
     forward_secrets: bool = False,
+    methods: tuple[str, ...] = ("POST",),
 ) -> Callable[[Callable[P, R]], Function[P, R]]: ...
 
 

@@ -6,11 +6,11 @@ canonical JSON text, see :mod:`.envelope.signing`). The message goes to the targ
 function's own queue and carries that function's retry, time-limit, age and priority
 options, so Dramatiq's middleware treats it exactly like a direct ``fn.send``.
 
-On the worker, :class:`EnvelopeGuard` (always installed by ``runtime.build_middleware``)
-verifies the signature *before anything else looks at the message*: an unsigned, forged,
-malformed or expired envelope is failed (``message.fail()``: dead-lettered, never run, never
-retried). The verified envelope is kept in a thread-local for the actor and for storage
-middleware such as the Django site's invocation tracker (:func:`current`).
+On the worker, :class:`.guard.MessageGuard` (always installed by ``runtime.build_middleware``)
+verifies the message and the envelope *before anything else looks at them*: an unsigned,
+forged, malformed or expired one is failed (dead-lettered, never run, never retried). The
+verified envelope is kept in a thread-local for the actor and for storage middleware such as
+the Django site's invocation tracker (:func:`current`).
 
 The platform stays ignorant of storage and of Django's request objects through two hooks,
 registered by the Django site when its app is ready:
@@ -19,20 +19,18 @@ registered by the Django site when its app is ready:
   returns a JSON-able response dict);
 * :func:`set_invoker` — backs ``Function.invoke`` (records the invocation, waits for it).
 
-Plain ``fn.send(...)`` does not go through any of this and stays as cheap as before.
+Plain ``fn.send(...)`` messages carry no envelope: the guard checks only their signature.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
-from dramatiq.middleware import Middleware
 
 from ..adapters.base import ConfigurationError, PygigoError
 from . import settings
@@ -45,6 +43,24 @@ if TYPE_CHECKING:
     from .functions import Function
 
 logger = logging.getLogger("pygigo.invocations")
+
+
+class _EnvelopeArgumentFilter(logging.Filter):
+    """Dramatiq logs a failed or skipped message with its arguments. An envelope's are the
+    request (body, forwarded credentials) or the call's arguments: log its id instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                f"{ENVELOPE_ACTOR}(id={getattr(arg, 'message_id', '?')})"
+                if getattr(arg, "actor_name", None) == ENVELOPE_ACTOR
+                else arg
+                for arg in record.args
+            )
+        return True
+
+
+logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_EnvelopeArgumentFilter())
 
 #: The internal actor every envelope message is addressed to.
 ENVELOPE_ACTOR = "pygigo.envelope"
@@ -175,7 +191,7 @@ def bind(broker: dramatiq.Broker) -> None:
 # -- running --------------------------------------------------------------------------------
 
 
-def _verify(sealed: Any) -> Envelope:
+def verify_sealed(sealed: Any) -> Envelope:
     if not isinstance(sealed, str):
         raise EnvelopeError("the envelope message's argument is not sealed envelope text")
     # Deadline checked separately (now=0): an expired but authentic envelope is still
@@ -188,7 +204,7 @@ def _run_envelope(sealed: str) -> None:
     (not returned, so Dramatiq does not warn about a missing Results middleware)."""
     envelope = _state.envelope if _state.sealed == sealed else None
     if envelope is None:  # called outside a guarded worker: verify here
-        envelope = _verify(sealed)
+        envelope = verify_sealed(sealed)
     function = registry.get(envelope.function)
     if function is None:
         raise UnknownFunction(
@@ -222,40 +238,3 @@ def max_retries(broker: dramatiq.Broker, message: Any) -> int | None:
     actor = broker.get_actor(message.actor_name)
     limit = message.options.get("max_retries", actor.options.get("max_retries", 20))
     return None if limit is None else int(limit)
-
-
-class EnvelopeGuard(Middleware):
-    """Verify every envelope message before it runs; fail (dead-letter) what is not genuine."""
-
-    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        _state.reset()
-        if message.actor_name != ENVELOPE_ACTOR:
-            return
-        sealed = message.args[0] if len(message.args) == 1 else None
-        try:
-            envelope = _verify(sealed)
-        except EnvelopeError as exc:
-            logger.error("Refusing message %s: %s", message.message_id, exc)
-            _state.refusal = str(exc)
-            message.fail()
-            return
-        _state.sealed, _state.envelope = sealed, envelope
-        if envelope.deadline is not None and time.time() > envelope.deadline:
-            _state.refusal = f"envelope expired {time.time() - envelope.deadline:.3f}s before it could start"
-            logger.warning("Refusing invocation %s: %s", envelope.id, _state.refusal)
-            message.fail()
-
-    # The guard sits before storage middleware in the list, so its after_* hooks run after
-    # theirs (Dramatiq emits after_* in reverse): they still see the state, then it is reset.
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: Any,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
-        _state.reset()
-
-    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        _state.reset()

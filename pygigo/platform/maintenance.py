@@ -84,6 +84,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "options": {},
         "app": None,
     },
+    # Offloaded request bodies: kept as long as a message pointing at one may still run.
+    "purge_claim_checks": {
+        "enabled": True,
+        "schedule": "29 * * * *",
+        "hook": "pygigo.django_site.runner.purge_claim_checks",
+        "options": {},
+        "app": "pygigo.django_site",
+    },
 }
 #: What PYGIGO_MAINTENANCE may change ("app", the Django app a hook needs, is not a setting).
 _KEYS = {"enabled", "schedule", "hook", "options"}

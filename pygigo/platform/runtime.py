@@ -35,14 +35,14 @@ logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_DiscardedResultFilt
 
 
 def build_middleware() -> list[Middleware]:
-    """Dramatiq's default middleware, Pygigo's envelope and poison guards, then the registered
-    classes and those named in ``PYGIGO_MIDDLEWARE`` (so storage middleware sees only verified
-    envelopes)."""
-    from .invocations import EnvelopeGuard
+    """Pygigo's message guard first (nothing acts on a message before it is verified, and
+    everything enqueued is signed), Dramatiq's default middleware, the poison guard, then the
+    classes installed apps registered and those named in ``PYGIGO_MIDDLEWARE`` (so storage
+    middleware sees only verified envelopes)."""
+    from .guard import MessageGuard
     from .poison import PoisonGuard
 
-    middleware: list[Middleware] = [cls() for cls in default_middleware]
-    middleware += [EnvelopeGuard(), PoisonGuard()]
+    middleware: list[Middleware] = [MessageGuard(), *(cls() for cls in default_middleware), PoisonGuard()]
     for path in settings.middleware_paths():
         try:
             cls = import_string(path)

@@ -9,7 +9,11 @@ Settings:
                       Dramatiq's defaults and to the middleware installed apps registered with
                       :func:`register_middleware` (the Django app's invocation tracking: the
                       platform never imports the site, and a user's list never replaces it)
-  PYGIGO_SIGNING_KEYS envelope HMAC keys, newest first (default: derived from SECRET_KEY)
+  PYGIGO_SIGNING_KEYS message HMAC keys, newest first (default: derived from SECRET_KEY;
+                      outside DEBUG the development default is refused)
+  PYGIGO_UNSIGNED_QUEUES  queues whose workers also run unsigned (plain Dramatiq) messages
+  PYGIGO_MESSAGE_TTL_S    how long a message stays valid after it is due (default 14 days)
+  PYGIGO_FORWARD_HEADERS  request headers an http envelope carries (default: envelope.headers)
   PYGIGO_FUNCTIONS    modules defining functions, for processes without a command line
   PYGIGO_SCHEDULE_STORE, PYGIGO_SCHEDULER, PYGIGO_MAINTENANCE   the scheduler (see below)
 """
@@ -21,12 +25,18 @@ import hmac
 import os
 from typing import Any
 
+from .envelope.headers import DEFAULT_FORWARD_HEADERS
+
 DEFAULT_BROKER_URL = "memory://"
 #: The Django project a process runs when DJANGO_SETTINGS_MODULE names none (by dotted path:
 #: the platform never imports the site).
 DEFAULT_DJANGO_SETTINGS = "pygigo.default_site.settings"
 
 _registered_middleware: list[str] = []
+#: The default site's SECRET_KEY: fine for ``pygigo dev``, public everywhere else.
+DEV_SECRET_KEY = "pygigo-dev-insecure-change-me"
+#: SQS keeps a message at most 14 days; a signature should not die before the queue drops it.
+DEFAULT_MESSAGE_TTL_S = 14 * 24 * 3600
 
 
 def setting(name: str, default: Any = None) -> Any:
@@ -53,11 +63,15 @@ def register_middleware(path: str) -> None:
 
 def middleware_paths() -> list[str]:
     """The registered middleware, then ``PYGIGO_MIDDLEWARE`` (duplicates dropped)."""
-    value = setting("PYGIGO_MIDDLEWARE") or []
+    return list(dict.fromkeys([*_registered_middleware, *_list("PYGIGO_MIDDLEWARE")]))
+
+
+def _list(name: str) -> list[str]:
+    """A list setting; in the environment a comma-separated string."""
+    value = setting(name) or []
     if isinstance(value, str):
-        value = [path for path in value.split(",") if path.strip()]
-    paths = [*_registered_middleware, *(str(path).strip() for path in value)]
-    return list(dict.fromkeys(paths))
+        value = value.split(",")
+    return [str(item).strip() for item in value if str(item).strip()]
 
 
 def ensure_django() -> None:
@@ -85,25 +99,53 @@ def ensure_django() -> None:
 
 
 def signing_keys() -> list[str]:
-    """``PYGIGO_SIGNING_KEYS`` (newest first; a comma-separated string in the environment), or
-    one key derived from Django's SECRET_KEY, so a fresh project signs without extra set-up.
+    """``PYGIGO_SIGNING_KEYS`` (newest first), or one key derived from Django's SECRET_KEY.
 
-    Derived rather than SECRET_KEY itself: an envelope key that leaks must not also forge
-    Django sessions and password-reset tokens.
+    Derived rather than SECRET_KEY itself: a message key that leaks must not also forge
+    Django sessions and password-reset tokens. Outside DEBUG a key derived from a public
+    default (the default site's, Django's ``django-insecure-`` ones) is refused: anyone could
+    forge messages with it.
     """
-    value = setting("PYGIGO_SIGNING_KEYS")
-    if isinstance(value, str):
-        value = [key.strip() for key in value.split(",") if key.strip()]
-    if value:
-        return [str(key) for key in value]
-    secret = setting("SECRET_KEY")
-    if not secret:
-        from ..adapters.base import ConfigurationError
+    from ..adapters.base import ConfigurationError
 
+    keys = _list("PYGIGO_SIGNING_KEYS")
+    if keys:
+        return keys
+    secret = str(setting("SECRET_KEY") or "")
+    if not secret:
         raise ConfigurationError(
-            "No envelope signing key: set PYGIGO_SIGNING_KEYS (a list, newest first) or SECRET_KEY."
+            "No message signing key: set PYGIGO_SIGNING_KEYS (a list, newest first) or SECRET_KEY."
         )
-    return [hmac.new(str(secret).encode(), b"pygigo.envelope.v1", hashlib.sha256).hexdigest()]
+    if (secret == DEV_SECRET_KEY or secret.startswith("django-insecure-")) and not _django_debug():
+        raise ConfigurationError(
+            "SECRET_KEY is a public development default and DEBUG is off: set DJANGO_SECRET_KEY "
+            "(or PYGIGO_SIGNING_KEYS) to a long random secret shared by every web and worker process."
+        )
+    return [hmac.new(secret.encode(), b"pygigo.envelope.v1", hashlib.sha256).hexdigest()]
+
+
+def _django_debug() -> bool:
+    from django.conf import settings
+
+    return bool(settings.configured and settings.DEBUG)
+
+
+def forward_headers() -> frozenset[str]:
+    """``PYGIGO_FORWARD_HEADERS``: the request headers (case-insensitive) an http envelope
+    may carry; credentials additionally need the function's ``forward_secrets``."""
+    configured = _list("PYGIGO_FORWARD_HEADERS")
+    return frozenset(name.lower() for name in configured) if configured else DEFAULT_FORWARD_HEADERS
+
+
+def unsigned_queues() -> frozenset[str]:
+    """``PYGIGO_UNSIGNED_QUEUES``: queues on which workers accept plain Dramatiq messages
+    (interop with producers that do not sign); empty by default."""
+    return frozenset(_list("PYGIGO_UNSIGNED_QUEUES"))
+
+
+def message_ttl_s() -> float:
+    """``PYGIGO_MESSAGE_TTL_S``: a message is refused this long after it was due."""
+    return float(setting("PYGIGO_MESSAGE_TTL_S") or DEFAULT_MESSAGE_TTL_S)
 
 
 DEFAULT_SCHEDULE_STORE = "pygigo.django_site.scheduling.store.DjangoScheduleStore"
@@ -137,7 +179,4 @@ def scheduler_options() -> dict[str, Any]:
 def functions_modules() -> list[str]:
     """``PYGIGO_FUNCTIONS``: modules that define functions, imported where a process needs the
     registry without naming modules on a command line (e.g. the admin validating a schedule)."""
-    value = setting("PYGIGO_FUNCTIONS") or []
-    if isinstance(value, str):
-        value = value.split(",")
-    return [str(module).strip() for module in value if str(module).strip()]
+    return _list("PYGIGO_FUNCTIONS")

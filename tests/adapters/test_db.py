@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.test import Client
 
-from pygigo.adapters.base import ConfigurationError, build_broker
+from pygigo.adapters.base import CapabilityError, ConfigurationError, build_broker
 from pygigo.adapters.db import doorbell
 from pygigo.adapters.db.broker import DatabaseBroker
 from pygigo.adapters.db.consumer import DatabaseConsumer
@@ -295,3 +295,20 @@ def test_maintenance_requeues_expired_leases_and_prunes_old_dead_letters() -> No
         assert Message.objects.filter(pk=new_dead.pk).exists()
     finally:
         Message.objects.filter(queue_name="maint").delete()
+
+
+class _BinaryEncoder(dramatiq.encoder.JSONEncoder):
+    """A Dramatiq encoder whose bytes are not UTF-8 (as a msgpack or pickle encoder's are)."""
+
+    def encode(self, data: dramatiq.encoder.MessageData) -> bytes:
+        return b"\xff" + super().encode(data)
+
+
+def test_a_binary_encoder_is_refused_with_capability_error(broker: DatabaseBroker) -> None:
+    previous = dramatiq.get_encoder()
+    dramatiq.set_encoder(_BinaryEncoder())
+    try:
+        with pytest.raises(CapabilityError, match="JSON encoder"):
+            db_functions.mark.send("unused", 1)
+    finally:
+        dramatiq.set_encoder(previous)

@@ -71,3 +71,11 @@ def test_restart_mid_load_loses_no_accepted_message(rabbit: RabbitmqBroker) -> N
         functions.echo.send("load", total)  # the publisher reconnects after the restart
         wait_until(lambda: len(seen()) == total + 1, timeout=120, what="every accepted message to run")
     assert seen() == set(range(total + 1))  # at-least-once: duplicates allowed, losses not
+
+
+def test_bulk_publisher_survives_the_server_closing_its_connection(rabbit: RabbitmqBroker) -> None:
+    functions.echo.send_many([("before",)])
+    host, port = rabbit.connection._impl._transport._sock.getsockname()  # type: ignore[attr-defined]
+    close_connection_from_server(f"{host}:{port} -> 127.0.0.1:5672")
+    functions.echo.send_many([("after",), ("after",)])  # reconnects and publishes the batch
+    assert rabbit.queue_stats(functions.QUEUE).ready == 3

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import dramatiq
 import pytest
+from dramatiq.errors import QueueJoinTimeout
 
 from pygigo.adapters.base import (
     BrokerUnavailable,
@@ -222,3 +223,13 @@ def test_bulk_sends_and_acks_are_batched(make_broker: MakeBroker) -> None:
             time.sleep(0.05)
     assert calls["DeleteMessage"] == 0
     assert 1 <= calls["DeleteMessageBatch"] < 25
+
+
+def test_join_waits_for_the_queue_to_drain_and_times_out_otherwise(make_broker: MakeBroker) -> None:
+    broker = make_broker()
+    fns.note.send("joined")
+    with pytest.raises(QueueJoinTimeout):
+        broker.join(fns.QUEUE, timeout=300)  # no worker yet
+    with running_worker(broker):
+        broker.join(fns.QUEUE, timeout=30_000)
+        assert len(fns.record.calls("joined")) == 1

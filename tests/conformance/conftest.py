@@ -15,7 +15,7 @@ from urllib.parse import quote
 import dramatiq
 import pytest
 
-from pygigo.adapters.base import PygigoBroker, build_broker
+from pygigo.adapters.base import Capabilities, PygigoBroker, build_broker
 from pygigo.platform import runtime
 from tests.conftest import migrate_database, require_service
 
@@ -28,6 +28,9 @@ RUN = functions.RUN
 class AdapterCase:
     name: str
     url: str
+    #: What the adapter must declare: pinned here, so a flag flipped in the adapter cannot
+    #: quietly skip the test that checks it.
+    capabilities: Capabilities
     service: str | None = None
     cleanup: Callable[[PygigoBroker], None] | None = None
     #: Run once before the first test of the case (e.g. migrate a database).
@@ -62,23 +65,42 @@ def _delete_redis_keys(broker: PygigoBroker) -> None:
         client.delete(*keys)
 
 
+_DB = Capabilities(
+    max_message_bytes=1024 * 1024, supports_priority=True, native_dead_letter=True, redelivery="lease"
+)
 ADAPTERS = {
-    "memory": AdapterCase("memory", "memory://"),
+    "memory": AdapterCase("memory", "memory://", Capabilities(durable=False, redelivery="none")),
     "redis": AdapterCase(
         "redis",
         f"redis://127.0.0.1:6379/15?namespace=t{RUN}&heartbeat_timeout_ms=2000",
+        Capabilities(redelivery="heartbeat"),
         "redis",
         _delete_redis_keys,
     ),
     "rabbitmq": AdapterCase(
-        "rabbitmq", "amqp://guest:guest@127.0.0.1:5672/%2F?max_priority=10", "rabbitmq", _delete_rabbit_queues
+        "rabbitmq",
+        "amqp://guest:guest@127.0.0.1:5672/%2F?max_priority=10",
+        Capabilities(max_message_bytes=16 * 1024 * 1024, supports_priority=True, native_dead_letter=True),
+        "rabbitmq",
+        _delete_rabbit_queues,
     ),
     # A short lease, so the SIGKILL test sees redelivery within its 30 s.
-    "db-sqlite": AdapterCase("db-sqlite", "db://?lease_s=5", setup=lambda: migrate_database("default")),
+    "db-sqlite": AdapterCase("db-sqlite", "db://?lease_s=5", _DB, setup=lambda: migrate_database("default")),
     "db-postgres": AdapterCase(
-        "db-postgres", "db://postgres?lease_s=5", "postgres", setup=lambda: migrate_database("postgres")
+        "db-postgres", "db://postgres?lease_s=5", _DB, "postgres", setup=lambda: migrate_database("postgres")
     ),
-    "sqs": AdapterCase("sqs", "", cleanup=_delete_sqs_queues, url_from=("moto_endpoint", _sqs_url)),
+    "sqs": AdapterCase(
+        "sqs",
+        "",
+        Capabilities(
+            max_message_bytes=256 * 1024,
+            max_native_delay_ms=15 * 60 * 1000,
+            native_dead_letter=True,
+            redelivery="visibility",
+        ),
+        cleanup=_delete_sqs_queues,
+        url_from=("moto_endpoint", _sqs_url),
+    ),
 }
 
 
@@ -112,10 +134,11 @@ def broker(case: AdapterCase) -> Iterator[PygigoBroker]:
         runtime.reset()
 
 
-def require(broker: PygigoBroker, capability: str) -> None:
-    """Skip, naming the capability, when the adapter lacks it."""
-    if not getattr(broker.capabilities, capability):
-        pytest.skip(f"{broker.scheme}:// lacks capability {capability!r}")
+def require(case: AdapterCase, capability: str) -> None:
+    """Skip, naming the capability, when the adapter is not expected to have it (by the
+    pinned capabilities, never by what the adapter happens to declare)."""
+    if not getattr(case.capabilities, capability):
+        pytest.skip(f"{case.name} lacks capability {capability!r}")
 
 
 @contextlib.contextmanager

@@ -59,6 +59,11 @@ def echo(key: str, *args: Any, **kwargs: Any) -> None:
     record.add(key, {"args": list(args), "kwargs": kwargs})
 
 
+@pygigo.function(queue=QUEUE)
+def add_one(value: int) -> int:
+    return value + 1
+
+
 @pygigo.function(queue=QUEUE, max_retries=2, min_backoff_s=0.05, max_backoff_s=0.2)
 def always_fails(key: str) -> None:
     record.add(key, None)

@@ -18,7 +18,7 @@ from pygigo.adapters.base import PygigoBroker
 from tests.conftest import wait_until
 
 from . import functions
-from .conftest import require, running_worker
+from .conftest import AdapterCase, require, running_worker
 
 record = functions.record
 
@@ -69,8 +69,23 @@ def test_unknown_actor_is_dead_lettered_not_a_crash(broker: PygigoBroker) -> Non
         record.wait_for("after", 1)
 
 
-def test_priority_runs_higher_first(broker: PygigoBroker) -> None:
-    require(broker, "supports_priority")
+def test_a_pipeline_passes_results_through_signed_steps(broker: PygigoBroker) -> None:
+    """Each step is enqueued by the worker that ran the one before, with that step's result
+    appended: the worker signs what it derives, so every step runs."""
+    with running_worker(broker):
+        dramatiq.pipeline(
+            [functions.add_one.message(1), functions.add_one.message(), functions.echo.message("piped")]
+        ).run()
+        ((_, value),) = functions.record.wait_for("piped", 1)
+    assert value == {"args": [3], "kwargs": {}}
+
+
+def test_adapter_declares_its_pinned_capabilities(broker: PygigoBroker, case: AdapterCase) -> None:
+    assert broker.capabilities == case.capabilities
+
+
+def test_priority_runs_higher_first(broker: PygigoBroker, case: AdapterCase) -> None:
+    require(case, "supports_priority")
     for _ in range(5):
         functions.low.send("order")
     for _ in range(5):
@@ -117,9 +132,9 @@ def test_queue_depth_counts_ready_and_delayed(broker: PygigoBroker) -> None:
 
 @pytest.mark.slow
 def test_worker_killed_mid_task_gets_the_message_again(
-    broker: PygigoBroker, worker_env: dict[str, str], tmp_path: Path
+    broker: PygigoBroker, case: AdapterCase, worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    require(broker, "durable")
+    require(case, "durable")
     functions.hold.send(str(tmp_path))
     command = [sys.executable, "-m", "pygigo", "worker", "tests.conformance.functions", "-p", "1", "-t", "2"]
 

@@ -21,7 +21,7 @@ gate = threading.Event()
 calls: list[str] = []
 
 
-@pygigo.function(queue=QUEUE, public=True)
+@pygigo.function(queue=QUEUE, public=True, methods=("GET", "POST", "PUT"))
 def fe_echo(request: HttpRequest) -> HttpResponse:
     """A plain Django view: echoes method, path, query, body, and who called."""
     return JsonResponse(

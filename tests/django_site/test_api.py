@@ -10,6 +10,7 @@ from typing import Any
 import dramatiq
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client, override_settings
 from django.utils import timezone
 
@@ -25,8 +26,14 @@ from . import functions
 
 
 def _user(name: str, *, staff: bool = False) -> Any:
+    """A user; ``staff``: with the permissions staff need to see others' invocations."""
     username = f"{name}-{uuid.uuid4().hex[:8]}"
-    return get_user_model().objects.create_user(username, password="pw", is_staff=staff)
+    user = get_user_model().objects.create_user(username, password="pw", is_staff=staff)
+    if staff:
+        user.user_permissions.add(
+            *Permission.objects.filter(codename__in=["view_invocation", "change_invocation"])
+        )
+    return user
 
 
 @pytest.fixture
@@ -44,11 +51,12 @@ def test_post_returns_202_with_location_and_runs_the_view(
     body = response.json()
     assert response["Location"] == f"/invocations/{body['id']}"
     assert body["status"] == "queued" and body["function"] == "fe_echo"
-    pending = Client().get(f"/invocations/{body['id']}/result")
+    token = {"Invocation-Token": response["Invocation-Token"]}
+    pending = Client().get(f"/invocations/{body['id']}/result", headers=token)
     assert pending.status_code in (202, 201)  # 202 until the worker is done
     done = store.wait_for(body["id"], 10)
     assert done is not None and done.status == Status.SUCCEEDED
-    result = Client().get(f"/invocations/{body['id']}/result")
+    result = Client().get(f"/invocations/{body['id']}/result", headers=token)
     assert result.status_code == 201 and result["X-Echo"] == "yes"
     assert result.json() == {"method": "POST", "query": "a=1&a=2", "body": "hi", "user": None, "cookie": None}
 
@@ -120,14 +128,16 @@ def test_status_and_cancel(broker: PygigoBroker, key_client: tuple[Client, Any])
 
 
 def test_running_invocation_cannot_be_cancelled(broker: PygigoBroker, worker: dramatiq.Worker) -> None:
-    created = Client().post("/fn/fe_block").json()
+    accepted = Client().post("/fn/fe_block")
+    created = accepted.json()
 
     # Wait for the worker to pick it up (the gate keeps it running).
     for _ in range(500):
         if Invocation.objects.get(id=created["id"]).status == Status.RUNNING:
             break
         store.wait_for(created["id"], 0.02)
-    response = Client().delete(f"/invocations/{created['id']}")
+    token = {"Invocation-Token": accepted["Invocation-Token"]}
+    response = Client().delete(f"/invocations/{created['id']}", headers=token)
     assert response.status_code == 409
     functions.gate.set()
     assert store.wait_for(created["id"], 10).status == Status.SUCCEEDED  # type: ignore[union-attr]

@@ -86,3 +86,26 @@ def test_queue_redrives_and_worker_reports_partial_failures() -> None:
     assert resources["Worker"]["Properties"]["ImageConfig"]["Command"] == [
         "pygigo.platform.lambda_handler.handler"
     ]
+
+
+def test_every_process_gets_the_generated_secret_key_and_debug_is_off() -> None:
+    """Messages are signed with a key derived from DJANGO_SECRET_KEY: web and worker need the
+    same one, from the secrets store, never the public development default."""
+    resources = template()["Resources"]
+    secret = resources["DjangoSecretKey"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 50
+    worker_env = resources["Worker"]["Properties"]["Environment"]["Variables"]
+    assert "${DjangoSecretKey}" in worker_env["DJANGO_SECRET_KEY"]["Fn::Sub"]
+    (web,) = resources["WebTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert {"Name": "DJANGO_SECRET_KEY", "ValueFrom": {"Ref": "DjangoSecretKey"}} in web["Secrets"]
+    assert {"Name": "DJANGO_DEBUG", "Value": "0"} in web["Environment"]
+    assert worker_env.get("DJANGO_DEBUG", "0") == "0"
+    grants = [
+        statement
+        for policy in resources["WebExecutionRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    assert {"Ref": "DjangoSecretKey"} in [
+        g["Resource"] for g in grants if "secretsmanager:GetSecretValue" in g["Action"]
+    ]

@@ -107,6 +107,9 @@ def test_priority_becomes_broker_priority_only_where_supported() -> None:
     try:
         runtime.set_broker(build_broker("memory://"))
         assert "broker_priority" not in urgent.send().options
+        assert "broker_priority" not in urgent.send_with_options(priority=7).options
+        with pytest.raises(pygigo.CapabilityError, match="no per-message priority"):
+            urgent.send_with_options(priority=2)  # would be silently dropped
         runtime.set_broker(PriorityMemoryBroker())
         assert urgent.send().options["broker_priority"] == 7
         assert urgent.send_with_options(priority=2).options["broker_priority"] == 2
@@ -168,3 +171,32 @@ def test_arguments_that_do_not_bind_are_refused_when_sent_and_never_retried_on_a
     assert (stats.ready, stats.delayed, stats.dead) == (0, 0, 2)
     retries = {m.actor_name: m.options.get("retries", 0) for m in memory_broker.dead_letters}
     assert retries == {"needs_two": 0, "buggy": 2}  # Dramatiq counts every failed attempt
+
+
+class _Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("url", ["memory://", "memory://?fail_fast=false"])
+def test_memory_join_reraises_actor_failures_like_the_stub_broker(url: str) -> None:
+    import dramatiq
+
+    @pygigo.function(queue="boom", max_retries=0)
+    def explode() -> None:
+        raise _Boom("from the actor")
+
+    broker = build_broker(url, middleware=runtime.build_middleware())
+    runtime.set_broker(broker)
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=20)
+    worker.start()
+    try:
+        explode.send()
+        if url == "memory://":
+            with pytest.raises(_Boom, match="from the actor"):
+                broker.join("boom")
+        else:
+            broker.join("boom")  # fail_fast=false: the failure stays in the dead letters
+            assert broker.queue_stats("boom").dead == 1
+    finally:
+        worker.stop()
+        runtime.reset()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from django.test import override_settings
 from pygigo.adapters.base import ConfigurationError, QueueStats
 from pygigo.adapters.memory import MemoryBroker
 from pygigo.platform import maintenance
+from pygigo.platform.envelope import ClaimCheckError, FileClaimCheckStore
 from pygigo.platform.schedule_store import ENQUEUED, MemoryScheduleStore
 from pygigo.platform.scheduler import Scheduler
 from pygigo.platform.schedules import ScheduleRegistry
@@ -39,6 +43,7 @@ def test_defaults_are_all_on_and_each_can_be_switched_off_or_changed() -> None:
         "relay_outbox",
         "prune_schedule_runs",
         "report_dead_letters",
+        "purge_claim_checks",
     }
     assert all(job["enabled"] for job in config.values())
     changed = maintenance.job_config(
@@ -75,7 +80,13 @@ def test_jobs_whose_app_is_not_installed_are_skipped_not_crashed() -> None:
         assert set(maintenance.requeue_expired_leases()) == {"invocations"}
     assert names == {
         f"pygigo.maintenance.{job}"
-        for job in ("requeue_expired_leases", "relay_outbox", "prune_schedule_runs", "report_dead_letters")
+        for job in (
+            "requeue_expired_leases",
+            "relay_outbox",
+            "prune_schedule_runs",
+            "report_dead_letters",
+            "purge_claim_checks",
+        )
     }
     assert [m.level for m in infos] == [checks.INFO]
     assert "'prune_dead_messages' is skipped: it needs the app 'pygigo.adapters.db'" in infos[0].msg
@@ -97,6 +108,7 @@ def test_a_maintenance_job_runs_in_the_leader_once_per_slot(broker: MemoryBroker
             "relay_outbox": False,
             "prune_schedule_runs": False,
             "report_dead_letters": False,
+            "purge_claim_checks": False,
         }
     )
     assert [spec.name for spec in specs] == ["pygigo.maintenance.prune_invocations"]
@@ -156,3 +168,22 @@ def test_prune_schedule_runs_keeps_recent_runs_and_each_schedule_latest() -> Non
     left = set(ScheduleRun.objects.values_list("schedule", "slot"))
     assert left == {("busy", now), ("rare", old[0]), ("failing", old[1]), ("failing", now)}
     assert store.last_fired("busy") == now and store.last_fired("rare") == old[0]
+
+
+def test_claim_check_blobs_are_purged_after_the_message_ttl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pygigo.django_site.runner import purge_claim_checks
+
+    monkeypatch.setenv("PYGIGO_CLAIM_CHECK_DIR", str(tmp_path))
+    monkeypatch.setenv("PYGIGO_MESSAGE_TTL_S", "3600")
+    store = FileClaimCheckStore(tmp_path)
+    old, fresh = store.put(b"old body"), store.put(b"fresh body")
+    old_path = next(p for p in tmp_path.glob("??/*") if p.read_bytes() == b"old body")
+    two_hours_ago = time.time() - 7200
+    os.utime(old_path, (two_hours_ago, two_hours_ago))
+    assert "pygigo.maintenance.purge_claim_checks" in {s.name for s in maintenance.maintenance_schedules()}
+    assert purge_claim_checks() == 1
+    assert store.get(fresh) == b"fresh body"
+    with pytest.raises(ClaimCheckError):
+        store.get(old)

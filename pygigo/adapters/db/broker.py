@@ -61,6 +61,7 @@ from ..base import (
     BrokerUnavailable,
     BrokerURL,
     Capabilities,
+    CapabilityError,
     ConfigurationError,
     Option,
     PygigoBroker,
@@ -207,7 +208,7 @@ class DatabaseBroker(PygigoBroker, _Table):
             priority=int(message.options.get("broker_priority") or 0),
             enqueued_at=now,
             available_at=now + timedelta(milliseconds=delay) if delay else now,
-            body=message.encode().decode("utf-8"),
+            body=_text(message),
         )
 
     def enqueue_many(self, messages: Sequence[Message[Any]]) -> list[Message[Any]]:
@@ -338,3 +339,14 @@ def _describe(alias: str) -> str:
     host = db.get("HOST") or "localhost"
     port = db.get("PORT") or ""
     return f"{alias!r} ({engine} {host}{':' if port else ''}{port}/{db.get('NAME')})"
+
+
+def _text(message: Message[Any]) -> str:
+    """The message body as the text column stores it."""
+    try:
+        return message.encode().decode("utf-8")
+    except UnicodeDecodeError:
+        raise CapabilityError(
+            "db:// stores message bodies as text; the configured Dramatiq encoder produced binary. "
+            "Use Dramatiq's JSON encoder (Pygigo's default)."
+        ) from None

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Self
 
 import botocore.exceptions
 import dramatiq
 from dramatiq.common import q_name
-from dramatiq.errors import QueueNotFound
+from dramatiq.errors import QueueJoinTimeout, QueueNotFound
 from dramatiq.middleware import Middleware
 
-from ..base import BrokerURL, Capabilities, ConfigurationError, Option, PygigoBroker, QueueStats, parse_bool
+from ..base import (
+    BrokerURL,
+    Capabilities,
+    ConfigurationError,
+    Option,
+    PygigoBroker,
+    PygigoError,
+    QueueStats,
+    parse_bool,
+)
 from . import client as sqs
 from .consumer import SQSConsumer
 from .core import MAX_MESSAGE_BYTES, MAX_NATIVE_DELAY_S, SQSCore
@@ -72,12 +81,8 @@ class SQSBroker(PygigoBroker, SQSCore):
             )
         return cls(middleware=middleware, **dict(url.options))
 
-    @contextlib.contextmanager
-    def translate_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqs.DRIVER_ERRORS as exc:
-            raise sqs.translate(exc, endpoint=self.endpoint) from exc
+    def translate(self, exc: BaseException) -> PygigoError:
+        return sqs.translate(exc, endpoint=self.endpoint)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> SQSConsumer:
         """A consumer holding at most ``prefetch`` messages (see :mod:`.consumer`)."""
@@ -102,8 +107,6 @@ class SQSBroker(PygigoBroker, SQSCore):
         with self.translate_errors():
             for queue_name, items in by_queue.items():
                 self.declare_queue(queue_name)
-                for sent, _ in items:
-                    self.emit_before("enqueue", sent, delay)
                 self.send_batch(queue_name, [params for _, params in items])
                 for sent, _ in items:
                     self.emit_after("enqueue", sent, delay)
@@ -122,6 +125,30 @@ class SQSBroker(PygigoBroker, SQSCore):
                         QueueUrl=url, AttributeNames=["QueueArn"]
                     ),
                 )
+
+    def join(
+        self, queue_name: str, min_successes: int = 2, idle_time: int = 100, *, timeout: int | None = None
+    ) -> None:
+        """Wait until ``queue_name`` has no message ready, delayed or in flight, as SQS's
+        approximate counts say ``min_successes`` times in a row, ``idle_time`` ms apart (they
+        are eventually consistent). Raises QueueJoinTimeout after ``timeout`` ms."""
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesDelayed",
+            "ApproximateNumberOfMessagesNotVisible",
+        ]
+        deadline = None if timeout is None else time.monotonic() + timeout / 1000
+        successes = 0
+        while successes < min_successes:
+            if deadline is not None and time.monotonic() > deadline:
+                raise QueueJoinTimeout(queue_name)
+            with self.translate_errors():
+                counts = self.with_queue(
+                    q_name(queue_name),
+                    lambda url, _dlq: self.client.get_queue_attributes(QueueUrl=url, AttributeNames=names),
+                )["Attributes"]
+            successes = successes + 1 if not any(int(counts.get(name, 0)) for name in names) else 0
+            time.sleep(idle_time / 1000)
 
     def queue_stats(self, queue_name: str) -> QueueStats:
         """Approximate counts (SQS's own, eventually consistent on AWS): ready, delayed (including

@@ -149,7 +149,6 @@ class SQSCore(dramatiq.Broker):
         queue_name = q_name(message.queue_name)
         self.declare_queue(queue_name)
         sent, params = self.prepare(message, delay)
-        self.emit_before("enqueue", sent, delay)
         with self._noting_send_failure():
             self.with_queue(queue_name, lambda url, _dlq: self.client.send_message(QueueUrl=url, **params))
         self.emit_after("enqueue", sent, delay)
@@ -157,6 +156,7 @@ class SQSCore(dramatiq.Broker):
 
     def prepare(self, message: dramatiq.Message[Any], delay_ms: int | None) -> tuple[Any, dict[str, Any]]:
         """The message as it will be sent and its SendMessage parameters. Checks the size (no I/O).
+        Emits ``before_enqueue`` before encoding, so what middleware adds (a signature) is sent.
 
         A delayed message carries Dramatiq's ``eta`` (epoch ms) and is sent with DelaySeconds
         rounded *up* to whole seconds (SQS's granularity: never early), capped at one step.
@@ -167,6 +167,7 @@ class SQSCore(dramatiq.Broker):
                 queue_name=q_name(message.queue_name), options={"eta": current_millis() + delay_ms}
             )
             params["DelaySeconds"] = self.hop_seconds(delay_ms)
+        self.emit_before("enqueue", message, delay_ms)
         body = message.encode()
         if len(body) > self.max_message_bytes:
             raise MessageTooLarge(len(body), self.max_message_bytes, "sqs")

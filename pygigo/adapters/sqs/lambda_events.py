@@ -127,7 +127,9 @@ def process(broker: SQSBroker, message: MessageProxy) -> None:
             actor = broker.get_actor(message.actor_name)
             result = actor(*message.args, **message.kwargs)
         broker.emit_after("process_message", message, result=result)
-    except SkipMessage:
+    except SkipMessage as exc:
+        if message.failed:  # as Dramatiq's worker: the reason goes with the dead letter
+            message.stuff_exception(exc)
         broker.emit_after("skip_message", message)
     except BaseException as exc:  # as Dramatiq's worker: TimeLimitExceeded is a BaseException
         message.stuff_exception(exc)

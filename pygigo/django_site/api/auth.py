@@ -2,11 +2,16 @@
 
 API keys come in ``Authorization: Bearer pgk_…`` or ``X-Api-Key: pgk_…``; a key that is
 presented but unknown or revoked is an error (401), never a silent fall-back to anonymous.
-Session-authenticated unsafe requests must pass Django's CSRF check; API-key requests are
-not subject to CSRF (a browser never attaches them by itself).
+Session-authenticated unsafe requests, and every request that invokes a function whatever
+its method, must pass Django's CSRF check; API-key requests are not subject to CSRF (a browser
+never attaches them by itself).
 
 Rate limit: ``PYGIGO_RATE_LIMIT = "<requests>/<seconds>"`` per principal (per client address
-for anonymous callers), a fixed window counted in Django's cache; empty or None disables it.
+for anonymous callers), a fixed window counted in the cache ``PYGIGO_RATE_LIMIT_CACHE`` (an
+alias of ``CACHES``, default ``"default"``), which must be shared by every web process (a
+per-process cache multiplies the limit by the number of processes; ``manage.py check`` warns).
+Failed authentications and unknown functions count too, so guessing keys or names is limited.
+Empty or None disables it.
 """
 
 from __future__ import annotations
@@ -16,14 +21,14 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import caches
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 
 from pygigo.platform import settings as pygigo_settings
 
-from ..models import ApiKey
+from ..models import ApiKey, Invocation
 from ..store import principal_key
 from .errors import ApiError
 
@@ -47,6 +52,10 @@ class Caller:
     @property
     def is_staff(self) -> bool:
         return bool(self.user is not None and self.user.is_staff)
+
+    def staff_may(self, permission: str) -> bool:
+        """Whether a staff caller holds ``permission`` on invocations (e.g. ``view_invocation``)."""
+        return self.is_staff and bool(self.user.has_perm(f"{Invocation._meta.app_label}.{permission}"))
 
     @property
     def principal(self) -> dict[str, Any] | None:
@@ -75,13 +84,15 @@ def _presented_key(request: HttpRequest) -> str | None:
     return value or None
 
 
-def authenticate(request: HttpRequest) -> Caller:
+def authenticate(request: HttpRequest, *, invoking: bool = False) -> Caller:
     """The caller of ``request``. Raises ApiError 401 for a bad key, 403 for a failed CSRF
-    check. Read ``request.body`` before calling: the CSRF check may parse the form."""
+    check (``invoking``: the request runs a function, so even a GET is checked). Read
+    ``request.body`` before calling: the CSRF check may parse the form."""
     raw = _presented_key(request)
     if raw is not None:
         key = ApiKey.lookup(raw)
         if key is None:
+            rate_limit(request, Caller())  # a guess counts against the client address
             raise ApiError(
                 401,
                 "invalid_api_key",
@@ -94,7 +105,7 @@ def authenticate(request: HttpRequest) -> Caller:
         return Caller(user=key.user, api_key=key, via="api_key")
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        if request.method not in SAFE_METHODS:
+        if invoking or request.method not in SAFE_METHODS:
             enforce_csrf(request)
         return Caller(user=user, via="session")
     return Caller()
@@ -105,7 +116,13 @@ def enforce_csrf(request: HttpRequest) -> None:
     multipart bodies (which the middleware would stream away) pass untouched."""
     check = CsrfViewMiddleware(lambda r: None)  # type: ignore[arg-type]
     check.process_request(request)
-    if check.process_view(request, None, (), {}) is not None:  # type: ignore[arg-type]
+    # Django accepts safe methods unchecked; a GET that invokes a function is not safe.
+    method, request.method = request.method, "POST"
+    try:
+        refused = check.process_view(request, None, (), {}) is not None  # type: ignore[arg-type]
+    finally:
+        request.method = method
+    if refused:
         raise ApiError(
             403,
             "csrf_failed",
@@ -131,12 +148,17 @@ def _parse_rate(spec: Any) -> tuple[int, int] | None:
     return int(count), max(1, int(window or 1))
 
 
+def rate_limit_cache_alias() -> str:
+    return str(pygigo_settings.setting("PYGIGO_RATE_LIMIT_CACHE") or "default")
+
+
 def rate_limit(request: HttpRequest, caller: Caller) -> None:
     """Count this request in the caller's window; ApiError 429 with Retry-After when over."""
     rate = _parse_rate(pygigo_settings.setting("PYGIGO_RATE_LIMIT"))
     if rate is None:
         return
     limit, window = rate
+    cache = caches[rate_limit_cache_alias()]
     who = caller.key if caller.authenticated else f"ip:{request.META.get('REMOTE_ADDR', '?')}"
     now = time.time()
     slot = int(now // window)

@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from .errors import api_view, method_not_allowed
+from .views import IDEMPOTENCY_KEY_PATTERN
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -52,15 +53,21 @@ DOCUMENT: dict[str, Any] = {
         },
         "/fn/{name}": {
             "post": {
-                "summary": "Invoke a function (any method works; the request is forwarded as is)",
+                "summary": "Invoke a function (by the methods it declares, default POST; the request is forwarded as is)",
                 "parameters": [
                     {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
                     {
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "maxLength": 255},
-                        "description": "Same key + same caller = same invocation, never a second run.",
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 255,
+                            "pattern": IDEMPOTENCY_KEY_PATTERN,
+                        },
+                        "description": "Same key + same authenticated caller = same invocation, never "
+                        "a second run (refused for anonymous callers).",
                     },
                     {
                         "name": "Prefer",
@@ -78,8 +85,11 @@ DOCUMENT: dict[str, Any] = {
                     "400": _error("Malformed JSON body or header."),
                     "403": _error("CSRF check failed (session authentication)."),
                     "404": _error("Unknown function."),
+                    "405": _error("The function is not invoked by this method; see Allow."),
+                    "411": _error("Chunked body: send a Content-Length."),
                     "413": _error("Body too large."),
                     "422": _error("Idempotency-Key reused for another function."),
+                    "502": _error("With Prefer: wait, the function failed (the status document)."),
                     **_COMMON,
                 },
             }

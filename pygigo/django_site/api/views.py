@@ -1,19 +1,25 @@
 """The API's views. Contracts (status codes, bodies) are in the OpenAPI document
 (:mod:`.openapi`); error codes in :mod:`.errors`.
 
-* ``/fn/<name>`` (any method): capture, record, enqueue → ``202`` + ``Location``; with
-  ``Prefer: wait=N`` the function's own response if it finished within N seconds.
+* ``/fn/<name>`` (by the methods the function declares, default POST): capture, record,
+  enqueue → ``202`` + ``Location``; with ``Prefer: wait=N`` the function's own response if it
+  finished within N seconds.
 * ``GET /fn``: the functions this caller may invoke.
 * ``GET|DELETE /invocations/<id>``, ``GET /invocations/<id>/result``.
 
-An invocation is visible to the principal who made it and to staff; to anyone else it does
-not exist (404, so ids cannot be probed).
+An invocation is visible to the principal who made it and to staff users holding the
+``view_invocation`` permission (``change_invocation`` to cancel); to anyone else it does not
+exist (404, so ids cannot be probed). Anonymous callers are not one principal: each anonymous
+invocation is answered with a capability token (header :data:`TOKEN_HEADER`) that reads or
+cancels it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import secrets
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +29,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from pygigo.adapters.base import MessageTooLarge
 from pygigo.platform import settings as pygigo_settings
-from pygigo.platform.envelope import Envelope, offload_body
+from pygigo.platform.envelope import SECRET_HEADERS, Envelope, offload_body
 from pygigo.platform.functions import BadArguments, Function
 from pygigo.platform.registry import registry
 
@@ -35,8 +41,13 @@ from .auth import Caller, authenticate, rate_limit, require_authenticated
 from .errors import ApiError, api_view, method_not_allowed, too_large
 
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+#: Also the OpenAPI document's pattern for the header.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+#: Deeper JSON is refused: no function needs it, and recursion on it fails far from here.
+MAX_JSON_DEPTH = 64
 READ_METHODS = ("GET", "HEAD")
+TOKEN_HEADER = "Invocation-Token"
 
 
 def max_body_bytes() -> int:
@@ -54,12 +65,17 @@ def prefer_wait_s(request: HttpRequest) -> float | None:
 
 def read_body(request: HttpRequest) -> bytes:
     """The body, refused with 413 above ``PYGIGO_MAX_BODY_BYTES`` (checked on the declared
-    length first, so an oversized upload is not read at all)."""
+    length first, so an oversized upload is not read at all). A body without a length
+    (chunked) is refused with 411: WSGI would read it as empty."""
     limit = max_body_bytes()
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
+    declared_text = request.META.get("CONTENT_LENGTH") or ""
+    if not declared_text and request.META.get("HTTP_TRANSFER_ENCODING"):
+        raise ApiError(411, "length_required", "Send the body with a Content-Length, not chunked.")
+    if declared_text and not (declared_text.isascii() and declared_text.isdigit()):
+        raise ApiError(
+            400, "invalid_header", f"Content-Length must be a number of bytes, not {declared_text[:40]!r}."
+        )
+    declared = int(declared_text or 0)
     if declared > limit:
         raise too_large(limit)
     body = request.body
@@ -68,15 +84,46 @@ def read_body(request: HttpRequest) -> bytes:
     return body
 
 
+def parse_json(body: bytes, hint: str) -> Any:
+    """``body`` as strict JSON, or ApiError 400 ``malformed_json`` ending with ``hint``:
+    no NaN or Infinity (nor numbers that overflow to it), no lone surrogates (they have no
+    UTF-8 form), at most :data:`MAX_JSON_DEPTH` levels of nesting."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        problem = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ApiError(400, "malformed_json", f"The body is not valid JSON ({problem}); {hint}") from None
+    unportable = _json_problem(value)
+    if unportable:
+        raise ApiError(400, "malformed_json", f"The body is not portable JSON ({unportable}); {hint}")
+    return value
+
+
+def _json_problem(value: Any) -> str | None:
+    """What makes a parsed JSON value unusable, walked without recursion."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"nested deeper than {MAX_JSON_DEPTH} levels"
+        if isinstance(item, float) and not math.isfinite(item):
+            return "NaN and Infinity are not JSON numbers"
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string holds a lone surrogate escape such as \\ud800"
+        elif isinstance(item, dict):
+            pending.extend((part, depth + 1) for pair in item.items() for part in pair)
+        elif isinstance(item, list):
+            pending.extend((part, depth + 1) for part in item)
+    return None
+
+
 def _check_json(request: HttpRequest, body: bytes) -> None:
     content_type = request.content_type or ""
     if body and (content_type == "application/json" or content_type.endswith("+json")):
-        try:
-            json.loads(body)
-        except ValueError as exc:
-            raise ApiError(
-                400, "malformed_json", f"The body is not valid JSON ({exc}); fix it or change Content-Type."
-            ) from None
+        parse_json(body, "fix it or change Content-Type.")
 
 
 def call_arguments(body: bytes) -> tuple[list[Any], dict[str, Any]]:
@@ -84,14 +131,7 @@ def call_arguments(body: bytes) -> tuple[list[Any], dict[str, Any]]:
     an object the keyword arguments, an empty body none."""
     if not body.strip():
         return [], {}
-    try:
-        value = json.loads(body)
-    except ValueError as exc:
-        raise ApiError(
-            400,
-            "malformed_json",
-            f"This function takes JSON arguments: send an array (positional) or an object (keyword); {exc}.",
-        ) from None
+    value = parse_json(body, "this function takes an array (positional) or an object (keyword).")
     if isinstance(value, list):
         return value, {}
     if isinstance(value, dict):
@@ -126,6 +166,12 @@ def offload_large_body(envelope: Envelope) -> Envelope:
     return offload_body(envelope, claims, threshold)
 
 
+def forwarded_headers(function: Function[..., Any]) -> frozenset[str]:
+    """The allow-list of request headers for ``function`` (credentials only if it opts in)."""
+    allowed = pygigo_settings.forward_headers()
+    return allowed | SECRET_HEADERS if function.options.forward_secrets else allowed
+
+
 def may_invoke(caller: Caller, function: Function[..., Any]) -> bool:
     return function.options.public or caller.authenticated
 
@@ -135,8 +181,10 @@ def accept(
 ) -> HttpResponseBase:
     """The shared core of ``/fn/<name>`` and dispatched views: authenticate, check, record,
     enqueue, and answer 202 or (``Prefer: wait``) the function's response."""
+    if request.method not in function.options.methods:
+        raise method_not_allowed(request.method or "?", function.options.methods)
     body = read_body(request)  # before authenticate(): the CSRF check may parse the form
-    caller = authenticate(request)
+    caller = authenticate(request, invoking=True)
     if not may_invoke(caller, function):
         require_authenticated(caller)
     rate_limit(request, caller)
@@ -156,6 +204,7 @@ def accept(
             function=function.name,
             route_kwargs=route_kwargs,
             forward_secrets=function.options.forward_secrets,
+            allow_headers=forwarded_headers(function),
             principal=caller.principal,
             idempotency_key=key,
         )
@@ -176,8 +225,11 @@ def accept(
             principal=caller.principal,
             idempotency_key=key,
         )
+    token = None if caller.authenticated else secrets.token_urlsafe(32)
     try:
-        invocation, created = store.submit(envelope, function)
+        invocation, created = store.submit(
+            envelope, function, owner=store.anonymous_owner(token) if token else None
+        )
     except MessageTooLarge as exc:
         raise ApiError(
             413,
@@ -190,7 +242,10 @@ def accept(
             "idempotency_key_reused",
             f"This Idempotency-Key was already used for function {invocation.function!r}; use a new key.",
         )
-    return respond(invocation, wait_s)
+    response = respond(invocation, wait_s)
+    if token:
+        response[TOKEN_HEADER] = token
+    return response
 
 
 def _accepted(invocation: Invocation) -> JsonResponse:
@@ -239,9 +294,19 @@ def visible_invocation(request: HttpRequest, invocation_id: str) -> tuple[Invoca
     except ValueError:
         raise not_found from None
     invocation = Invocation.objects.filter(id=parsed).first()
-    if invocation is None or not (caller.is_staff or invocation.principal == caller.key):
+    permission = "view_invocation" if request.method in READ_METHODS else "change_invocation"
+    if invocation is None or not (
+        invocation.principal == _owner_key(request, caller) or caller.staff_may(permission)
+    ):
         raise not_found
     return invocation, caller
+
+
+def _owner_key(request: HttpRequest, caller: Caller) -> str | None:
+    if caller.authenticated:
+        return caller.key
+    token = request.headers.get(TOKEN_HEADER)
+    return store.anonymous_owner(token) if token else None
 
 
 # -- the views ------------------------------------------------------------------------------
@@ -252,6 +317,7 @@ def visible_invocation(request: HttpRequest, invocation_id: str) -> tuple[Invoca
 def invoke(request: HttpRequest, name: str) -> HttpResponseBase:
     function = registry.get(name)
     if function is None:
+        rate_limit(request, authenticate(request))  # guessing names counts too
         raise ApiError(
             404, "function_not_found", f"No function named {name!r}. GET /fn lists the ones you may invoke."
         )

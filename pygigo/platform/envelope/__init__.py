@@ -5,7 +5,7 @@ Public API (see the submodules for contracts):
 * :mod:`.model` — :class:`Envelope`, the exception tree, body helpers.
 * :mod:`.signing` — :func:`sign` / :func:`verify` (HMAC-SHA256, key rotation),
   :func:`seal` / :func:`unseal` for wire bytes.
-* :mod:`.headers` — :func:`filter_headers` (secret and hop-by-hop stripping).
+* :mod:`.headers` — :func:`filter_headers` (allow-list, secret and hop-by-hop stripping).
 * :mod:`.claimcheck` — :class:`ClaimCheckStore`, :class:`FileClaimCheckStore`,
   :func:`offload_body` / :func:`restore_body`.
 
@@ -15,7 +15,7 @@ Pure Python: nothing here imports Django, so the platform layer stays below djan
 from __future__ import annotations
 
 from .claimcheck import ClaimCheckStore, FileClaimCheckStore, offload_body, pointer_for, restore_body
-from .headers import HOP_BY_HOP_HEADERS, SECRET_HEADERS, filter_headers
+from .headers import DEFAULT_FORWARD_HEADERS, HOP_BY_HOP_HEADERS, SECRET_HEADERS, filter_headers
 from .model import (
     ENVELOPE_VERSION,
     SUPPORTED_VERSIONS,
@@ -32,6 +32,7 @@ from .model import (
 from .signing import key_id, seal, sign, unseal, verify
 
 __all__ = [
+    "DEFAULT_FORWARD_HEADERS",
     "ENVELOPE_VERSION",
     "HOP_BY_HOP_HEADERS",
     "SECRET_HEADERS",

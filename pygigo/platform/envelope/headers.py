@@ -1,8 +1,9 @@
 """Which request headers may travel in an envelope.
 
-Envelopes sit in brokers, dead-letter queues and logs for a long time, so credentials are
-stripped by default: a function that really needs the caller's cookie or token must opt in
-(``forward_secrets=True``). Hop-by-hop headers describe one TCP connection, not the
+Envelopes sit in brokers, dead-letter queues and logs for a long time, so only an
+allow-list of headers travels (:data:`DEFAULT_FORWARD_HEADERS`, configurable as
+``PYGIGO_FORWARD_HEADERS``), and credentials (:data:`SECRET_HEADERS`) only when a function
+that really needs the caller's cookie or token opts in (``forward_secrets=True``). Hop-by-hop headers describe one TCP connection, not the
 request, and are meaningless on a worker, so they are always dropped, together with any
 header the ``Connection`` header names as hop-by-hop (RFC 9110 §7.6.1).
 """
@@ -11,7 +12,46 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-SECRET_HEADERS = frozenset({"cookie", "set-cookie", "authorization", "proxy-authorization", "x-api-key"})
+SECRET_HEADERS = frozenset(
+    {
+        "cookie",
+        "set-cookie",
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "x-auth-token",
+        "x-csrftoken",
+    }
+)
+#: What a function usually needs to act on a request: content negotiation, conditional and
+#: range requests, the client's identity as proxies report it, tracing.
+DEFAULT_FORWARD_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "cache-control",
+        "content-language",
+        "content-type",
+        "host",
+        "if-match",
+        "if-modified-since",
+        "if-none-match",
+        "if-range",
+        "if-unmodified-since",
+        "origin",
+        "prefer",
+        "range",
+        "referer",
+        "traceparent",
+        "tracestate",
+        "user-agent",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-request-id",
+    }
+)
 HOP_BY_HOP_HEADERS = frozenset(
     {
         "connection",

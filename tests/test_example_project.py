@@ -139,7 +139,7 @@ def test_example_project_end_to_end(project: Project, with_scheduler: bool) -> N
     assert "urls.W005" not in checked  # the include mounts no second admin
     assert "(pygigo.E" not in checked and "(pygigo.W" not in checked
     # Without the db:// broker's app its maintenance jobs are skipped, said at info level.
-    assert ("(pygigo.I001) Maintenance job 'requeue_expired_leases' is skipped" in checked) == with_scheduler
+    assert ("(pygigo.I001) Maintenance job 'prune_dead_messages' is skipped" in checked) == with_scheduler
     project.manage("migrate")
     project.manage("createsuperuser", "--noinput", "--username", "staff", "--email", "staff@example.com")
     api_key = project.manage("pygigo_apikey", "create", "e2e").split()[0]

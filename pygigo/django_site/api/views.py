@@ -127,7 +127,7 @@ def offload_large_body(envelope: Envelope) -> Envelope:
 
 
 def may_invoke(caller: Caller, function: Function[..., Any]) -> bool:
-    return function.options.public or caller.authenticated
+    return function.over_http and (function.options.public or caller.authenticated)
 
 
 def accept(
@@ -245,7 +245,7 @@ def visible_invocation(request: HttpRequest, invocation_id: str) -> tuple[Invoca
 @api_view
 def invoke(request: HttpRequest, name: str) -> HttpResponseBase:
     function = registry.get(name)
-    if function is None:
+    if function is None or not function.over_http:
         raise ApiError(
             404, "function_not_found", f"No function named {name!r}. GET /fn lists the ones you may invoke."
         )

@@ -127,9 +127,10 @@ class PygigoBackend(BaseTaskBackend):
             kwargs={"args": call_args, "kwargs": call_kwargs, "task": task_meta(task)},
         )
         options = {"broker_priority": pygigo_priority(task.priority)} if self.supports_priority else {}
-        delay_ms = None
-        if task.run_after is not None:
-            delay_ms = max(0, int((task.run_after - timezone.now()).total_seconds() * 1000))
+        # A run_after already past is no delay at all (Dramatiq would route delay=0 via its
+        # delay queue).
+        wait_ms = int((task.run_after - timezone.now()).total_seconds() * 1000) if task.run_after else 0
+        delay_ms = wait_ms if wait_ms > 0 else None
         invocation, _ = store.submit(
             envelope, function, queue=task.queue_name, options=options, delay_ms=delay_ms
         )

@@ -71,7 +71,8 @@ def deferred_ms(stored_envelope: Mapping[str, Any]) -> int | None:
     run_after = meta.get("run_after") if isinstance(meta, Mapping) else None
     if not isinstance(run_after, int | float):
         return None
-    return max(0, int((run_after - time.time()) * 1000))
+    wait_ms = int((run_after - time.time()) * 1000)
+    return wait_ms if wait_ms > 0 else None
 
 
 def rebuild(task: Task, meta: Mapping[str, Any]) -> Task:

@@ -9,4 +9,12 @@ except ImportError:
 
 from pygigo.django_site.tasks.compat import InvalidTask, TaskResultDoesNotExist, signals
 
-__all__ = ["InvalidTask", "TaskContext", "TaskResultDoesNotExist", "TaskResultStatus", "signals", "task", "task_backends"]
+__all__ = [
+    "InvalidTask",
+    "TaskContext",
+    "TaskResultDoesNotExist",
+    "TaskResultStatus",
+    "signals",
+    "task",
+    "task_backends",
+]

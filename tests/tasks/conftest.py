@@ -51,4 +51,3 @@ def broker(case: AdapterCase) -> Iterator[PygigoBroker]:
 def worker(broker: PygigoBroker) -> Iterator[dramatiq.Worker]:
     with running_worker(broker) as running:
         yield running
-

@@ -45,14 +45,14 @@ def test_invalid_tasks_are_refused_with_invalid_task(broker: PygigoBroker) -> No
     with pytest.raises(InvalidTask, match="has no message priority"):
         tasks.noop_task.using(priority=-5)
     with pytest.raises(InvalidTask, match="run_after must be an aware datetime"):
-        tasks.noop_task.using(run_after=datetime(2030, 1, 1))  # noqa: DTZ001 - the point of the test
+        tasks.noop_task.using(run_after=datetime(2030, 1, 1))  # naive: the point of the test
     queues = {"default": {"BACKEND": "pygigo.django_site.tasks.PygigoBackend", "QUEUES": ["bad queue"]}}
     with override_settings(TASKS=queues), pytest.raises(InvalidTask, match="use letters, digits"):
         tasks.noop_task.using(queue_name="bad queue")
 
 
 def test_unknown_backend_options_are_a_configuration_error() -> None:
-    with pytest.raises(ImproperlyConfigured, match="unknown option.*broker_url.*PYGIGO_BROKER_URL"):
+    with pytest.raises(ImproperlyConfigured, match=r"unknown option.*broker_url.*PYGIGO_BROKER_URL"):
         PygigoBackend("default", {"OPTIONS": {"broker_url": "redis://"}})
 
 

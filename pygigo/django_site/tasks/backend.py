@@ -79,7 +79,7 @@ class PygigoBackend(BaseTaskBackend):
             )
         self.run_options = {**DEFAULTS, **self.options}
 
-    @property  # type: ignore[override]
+    @property
     def supports_priority(self) -> bool:
         """Whether the broker orders messages by priority (it depends on the URL)."""
         return runtime.get_broker().capabilities.supports_priority
@@ -105,9 +105,13 @@ class PygigoBackend(BaseTaskBackend):
         if isinstance(function, TaskFunction):
             return function
         options = {**self.run_options}
-        options.update({name: getattr(task, name) for name in RUN_OPTIONS if getattr(task, name, None) is not None})
+        options.update(
+            {name: getattr(task, name) for name in RUN_OPTIONS if getattr(task, name, None) is not None}
+        )
         try:
-            parsed = FunctionOptions(queue=task.queue_name, priority=pygigo_priority(task.priority), **options)
+            parsed = FunctionOptions(
+                queue=task.queue_name, priority=pygigo_priority(task.priority), **options
+            )
             function = TaskFunction(task, parsed, self.queues)
             registry.add(function)
         except (ConfigurationError, TypeError) as exc:

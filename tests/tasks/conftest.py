@@ -12,12 +12,12 @@ import pytest
 
 from pygigo.adapters.base import PygigoBroker, build_broker
 from pygigo.platform import runtime
-from tests.conformance.conftest import AdapterCase, _delete_redis_keys, case, running_worker
+from tests.conformance.conftest import AdapterCase, _delete_redis_keys, case, running_worker, worker_env
 from tests.conftest import migrate_database
 
 from . import tasks
 
-__all__ = ["case"]  # the conformance suite's per-adapter fixture, shared
+__all__ = ["case", "worker_env"]  # the conformance suite's fixtures, shared
 
 QUEUES = (tasks.QUEUE, tasks.OTHER_QUEUE)
 

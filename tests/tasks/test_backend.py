@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from typing import Any
@@ -172,3 +174,19 @@ def test_priority_is_mapped_or_refused(broker: PygigoBroker, worker: dramatiq.Wo
     result = finished(urgent.enqueue())
     assert result.return_value == 42
     assert tasks.calculate_meaning_of_life.get_result(result.id).task.priority == 100
+
+
+@pytest.mark.slow
+def test_a_pygigo_worker_process_runs_the_tasks(broker: PygigoBroker, worker_env: dict[str, str]) -> None:
+    if broker.scheme == "memory":
+        pytest.skip("memory:// does not cross processes")
+    results = [tasks.echo.enqueue(n) for n in range(3)]
+    command = [sys.executable, "-m", "pygigo", "worker", "tests.tasks.tasks", "-p", "1", "-t", "2"]
+    worker = subprocess.Popen(command, env=worker_env, start_new_session=True)
+    try:
+        for n, result in enumerate(results):
+            assert finished(result, timeout=30).return_value == {"args": [n], "kwargs": {}}
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert worker.returncode == 0

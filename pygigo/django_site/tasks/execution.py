@@ -142,16 +142,11 @@ class TaskFunction(Function[..., Any]):
         return actor
 
     def send_with_options(
-        self,
-        *,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        delay_s: float | None = None,
-        priority: int | None = None,
-        **options: Any,
+        self, *, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> dramatiq.Message[Any]:
         """Enqueue the task through its backend (a tracked invocation, as a schedule firing
-        needs); returns a description of the message sent (same id and queue, no body)."""
+        needs; message ``options`` do not apply); returns a description of the message sent
+        (same id and queue, no body)."""
         result = self.task.enqueue(*args, **(kwargs or {}))
         return invocations.wire_message("", uuid.UUID(result.id).hex, self.task.queue_name, {})
 

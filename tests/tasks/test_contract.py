@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, override_settings
+from django.utils import timezone
 
 import pygigo
 from pygigo.adapters.base import PygigoBroker, build_broker
+from pygigo.django_site.models import Invocation
 from pygigo.django_site.tasks import PygigoBackend
 from pygigo.django_site.tasks.execution import deferred_ms, pygigo_priority
 from pygigo.platform import runtime
@@ -101,7 +103,10 @@ def test_a_cron_schedule_can_target_a_django_task(broker: PygigoBroker) -> None:
 
 
 def test_run_after_in_the_past_runs_now(broker: PygigoBroker) -> None:
-    from django.utils import timezone
-
     tasks.noop_task.using(run_after=timezone.now() - timedelta(hours=1)).enqueue()
     assert broker.queue_stats(tasks.QUEUE).ready == 1
+
+
+def test_the_api_shows_the_error_line_not_the_traceback() -> None:
+    row = Invocation(error='ValueError: boom\n\nTraceback (most recent call last):\n  File "x.py"\n')
+    assert row.as_json()["error"] == "ValueError: boom"

@@ -1,6 +1,6 @@
 # Pygigo. `make test` and `make dev` work on a fresh machine: they create .venv themselves.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 

@@ -15,6 +15,9 @@ ENQ_VS_DRAMATIQ = 0.9
 DRAIN_VS_DRAMATIQ = 0.9
 DRAIN_VS_CELERY = 2.5
 ENQ_VS_PIKA_CONFIRMS = 0.9
+# django.tasks (issue 12): task.enqueue() and its drain against fn.send() on the same broker.
+TASK_ENQ_VS_SEND = 0.8
+TASK_DRAIN_VS_SEND = 0.9
 PG_DRAIN_VS_DRAMATIQ_REDIS = 0.5
 SQLITE_DRAIN_MIN = 300.0
 HTTP_FN_VS_BARE = 0.7
@@ -43,17 +46,24 @@ def _fmt(x: float | None, ratio: bool = False) -> str:
 
 def target(row: Result, by_key: dict[str, Result]) -> str:
     """PASS/MISS for Pygigo rows (lists the missed targets), empty for the others."""
-    if row.key != "pygigo":
+    if row.key not in ("pygigo", "django_tasks"):
         return ""
     if row.status != "ok":
         return row.status
     base, celery, pika_c = by_key.get("raw_dramatiq"), by_key.get("celery"), by_key.get("pika_confirms")
-    checks: list[tuple[str, float | None, float]] = [
-        ("enq", _ratio(row.enqueue_rate, base and base.enqueue_rate), ENQ_VS_DRAMATIQ),
-        ("drain", _ratio(row.drain_rate, base and base.drain_rate), DRAIN_VS_DRAMATIQ),
-        ("drain/celery", _ratio(row.drain_rate, celery and celery.drain_rate), DRAIN_VS_CELERY),
-    ]
-    if row.broker == "rabbitmq":
+    if row.key == "django_tasks":  # against fn.send() on the same broker
+        fn = by_key.get("pygigo")
+        checks: list[tuple[str, float | None, float]] = [
+            ("enq/fn.send", _ratio(row.enqueue_rate, fn and fn.enqueue_rate), TASK_ENQ_VS_SEND),
+            ("drain/fn.send", _ratio(row.drain_rate, fn and fn.drain_rate), TASK_DRAIN_VS_SEND),
+        ]
+    else:
+        checks = [
+            ("enq", _ratio(row.enqueue_rate, base and base.enqueue_rate), ENQ_VS_DRAMATIQ),
+            ("drain", _ratio(row.drain_rate, base and base.drain_rate), DRAIN_VS_DRAMATIQ),
+            ("drain/celery", _ratio(row.drain_rate, celery and celery.drain_rate), DRAIN_VS_CELERY),
+        ]
+    if row.broker == "rabbitmq" and row.key == "pygigo":
         vs_pika = _ratio(row.enqueue_rate, pika_c and pika_c.enqueue_rate)
         checks.append(("enq/pika+c", vs_pika, ENQ_VS_PIKA_CONFIRMS))
     missed = [name for name, value, goal in checks if value is not None and value < goal]

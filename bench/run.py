@@ -35,11 +35,11 @@ BROKER_URLS = {
     "postgres": "db://",
     "sqs": "",  # set once moto is up
 }
-SYSTEM_ORDER = ("raw_dramatiq", "celery", "raw_client", "pygigo")
+SYSTEM_ORDER = ("raw_dramatiq", "celery", "raw_client", "pygigo", "django_tasks")
 #: Which systems exist on which broker (the db:// broker is Pygigo's own; on SQS only boto3 and Pygigo).
 BROKER_SYSTEMS = {
     "redis": SYSTEM_ORDER,
-    "rabbitmq": SYSTEM_ORDER,
+    "rabbitmq": SYSTEM_ORDER[:-1],
     "sqlite": ("pygigo",),
     "postgres": ("pygigo",),
     "sqs": ("raw_client", "pygigo"),

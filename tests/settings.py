@@ -34,6 +34,14 @@ DATABASES = {
     },
 }
 
+# Django tasks on Pygigo (tests/tasks): queues named after the run, like the conformance suite's.
+TASKS = {
+    "default": {
+        "BACKEND": "pygigo.django_site.tasks.PygigoBackend",
+        "QUEUES": [f"tasks-{TEST_RUN}", f"tasks-other-{TEST_RUN}"],
+    }
+}
+
 # Worker and scheduler subprocesses that must share one database across processes run with
 # PYGIGO_DEFAULT_DATABASE=postgres: this run's schema becomes their default database too.
 if os.environ.get("PYGIGO_DEFAULT_DATABASE") == "postgres":

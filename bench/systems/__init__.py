@@ -7,4 +7,5 @@ SYSTEMS: dict[str, str] = {
     "celery": "bench.systems.celery_sys",
     "raw_client": "bench.systems.raw_client",
     "pygigo": "bench.systems.pygigo_sys",
+    "django_tasks": "bench.systems.django_tasks_sys",
 }

@@ -104,7 +104,8 @@ class Invocation(models.Model):
             "started_at": iso(self.started_at),
             "heartbeat_at": iso(self.heartbeat_at),
             "finished_at": iso(self.finished_at),
-            "error": self.error or None,
+            # The first line; the traceback after it is for staff (admin), not API callers.
+            "error": self.error.split("\n", 1)[0] or None,
             "links": {"self": f"/invocations/{self.id}", "result": f"/invocations/{self.id}/result"},
         }
 

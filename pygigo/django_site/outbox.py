@@ -36,6 +36,7 @@ from pygigo.platform.registry import registry
 
 from . import store
 from .models import STARTABLE, Invocation
+from .tasks.execution import deferred_ms
 
 logger = logging.getLogger("pygigo.outbox")
 
@@ -59,7 +60,7 @@ def relay(*, min_age_s: float = DEFAULT_MIN_AGE_S, batch: int = 500) -> int:
     rows = list(
         Invocation.objects.filter(relayed=False, created_at__lte=cutoff)
         .order_by("created_at")
-        .only("id", "function", "queue", "status", "wire")[:batch]
+        .only("id", "function", "queue", "status", "wire", "envelope")[:batch]
     )
     broker = runtime.get_broker()
     sent = 0
@@ -75,7 +76,7 @@ def relay(*, min_age_s: float = DEFAULT_MIN_AGE_S, batch: int = 500) -> int:
             row.wire, row.id.hex, row.queue, invocations.message_options(function)
         )
         try:
-            broker.enqueue(message)
+            broker.enqueue(message, delay=deferred_ms(row.envelope))
         except BrokerUnavailable as exc:
             Invocation.objects.filter(id=row.id).update(relay_claimed_at=None)
             logger.warning("Outbox: broker still unavailable (%s); %d sent, will retry", exc, sent)

@@ -60,10 +60,10 @@ def masked(envelope: Envelope) -> dict[str, Any]:
     return data
 
 
-def _send(invocation_id: Any, message: dramatiq.Message[Any]) -> bool:
+def _send(invocation_id: Any, message: dramatiq.Message[Any], delay_ms: int | None = None) -> bool:
     """Hand one message to the broker and flag the row relayed; False if the broker is down."""
     try:
-        runtime.get_broker().enqueue(message)
+        runtime.get_broker().enqueue(message, delay=delay_ms)
     except BrokerUnavailable as exc:
         logger.warning("Broker unavailable; invocation %s stays in the outbox: %s", invocation_id, exc)
         from . import outbox  # imports this module
@@ -93,13 +93,21 @@ def undeliverable(invocation_id: Any, exc: BrokerError) -> None:
 
 
 def submit(
-    envelope: Envelope, function: Function[..., Any], *, owner: str | None = None
+    envelope: Envelope,
+    function: Function[..., Any],
+    *,
+    owner: str | None = None,
+    queue: str | None = None,
+    options: dict[str, Any] | None = None,
+    delay_ms: int | None = None,
 ) -> tuple[Invocation, bool]:
     """Record ``envelope`` as an invocation and send it (see module contract). ``owner``:
     who may see it (default: the envelope's principal, see :func:`principal_key`).
 
-    Returns ``(invocation, created)``; ``created`` is False when the principal already used
-    the envelope's idempotency key, in which case nothing is sent again.
+    ``queue`` and ``options`` override the function's queue and Dramatiq message options for
+    this message; ``delay_ms`` defers it. Returns ``(invocation, created)``; ``created`` is
+    False when the principal already used the envelope's idempotency key, in which case
+    nothing is sent again.
     """
     owner = owner or principal_key(dict(envelope.principal or {}))
     key = envelope.idempotency_key
@@ -109,6 +117,8 @@ def submit(
             return existing, False
     function.actor  # noqa: B018 - binds the function and the envelope actor to the broker
     message = invocations.envelope_message(envelope, function)
+    if queue is not None or options:
+        message = message.copy(queue_name=queue or message.queue_name, options=options or {})
     # A message the broker can never take must be refused now, not parked in the outbox.
     runtime.get_broker().check_size(message)
     try:
@@ -116,7 +126,7 @@ def submit(
             invocation = Invocation.objects.create(
                 id=uuid.UUID(envelope.id),
                 function=function.name,
-                queue=function.queue,
+                queue=message.queue_name,
                 kind=envelope.kind,
                 principal=owner,
                 idempotency_key=key,
@@ -130,7 +140,7 @@ def submit(
         return Invocation.objects.get(principal=owner, idempotency_key=key), False
     # After commit, so a worker never sees a message whose row it cannot read yet (the
     # caller may be inside ATOMIC_REQUESTS). Outside a transaction this runs right away.
-    transaction.on_commit(lambda: _send(invocation.id, message))
+    transaction.on_commit(lambda: _send(invocation.id, message, delay_ms))
     return invocation, True
 
 
@@ -204,8 +214,9 @@ def invoke(
             str(invocation.id),
         )
     if done.status != Status.SUCCEEDED:
+        summary = done.error.split("\n", 1)[0]
         raise invocations.InvocationFailed(
-            f"invocation {done.id} of {function.name!r} ended {done.status}: {done.error}", str(done.id)
+            f"invocation {done.id} of {function.name!r} ended {done.status}: {summary}", str(done.id)
         )
     return done.result
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from typing import Any
 
 import dramatiq
@@ -61,7 +62,13 @@ _holding = _Holding()
 
 
 def _error_text(exception: BaseException) -> str:
-    return f"{type(exception).__name__}: {exception}"[:4000]
+    """``Type: message`` on the first line (what the API shows), then the traceback (for the
+    admin and Django tasks' ``TaskResult.errors``), its innermost frames kept if too long."""
+    kind = type(exception)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    head = f"{name}: {exception}"[:1000]
+    trace = "".join(traceback.format_exception(exception))
+    return f"{head}\n\n{trace[-(3998 - len(head)) :]}"
 
 
 class InvocationTracker(Middleware):

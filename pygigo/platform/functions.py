@@ -88,6 +88,9 @@ class FunctionOptions:
 class Function(Generic[P, R]):
     """A registered function. Calling it runs it here; ``send`` runs it on a worker."""
 
+    #: Invocable at ``/fn/<name>`` (False for what runs only as a Django task).
+    over_http = True
+
     def __init__(self, fn: Callable[P, R], name: str, options: FunctionOptions) -> None:
         self.fn = fn
         self.name = name

@@ -204,13 +204,16 @@ def _decorator(
     kwargs: Mapping[str, Any] | None,
     name: str | None,
     enabled: bool,
-) -> Callable[[Callable[..., Any]], Function[..., Any]]:
+) -> Callable[[Any], Any]:
     # Everything is validated now, at declaration, not when the first slot comes round.
     timing = parse_timing(expression, timezone)
     policy = parse_misfire(misfire)
 
-    def decorate(target: Callable[..., Any]) -> Function[..., Any]:
-        fn = target if isinstance(target, Function) else function(target)
+    def decorate(target: Any) -> Any:
+        # A Django task (Pygigo's task backend) names the function it runs as; the decorator
+        # then hands the task back unchanged, so it can still be enqueued as a task.
+        runs_as = getattr(target, "pygigo_function", None)
+        fn = target if isinstance(target, Function) else runs_as or function(target)
         schedules.add(
             ScheduleSpec(
                 name=name or fn.name,
@@ -223,7 +226,7 @@ def _decorator(
                 enabled=enabled,
             )
         )
-        return fn
+        return target if runs_as is not None else fn
 
     return decorate
 
@@ -238,11 +241,12 @@ def cron(
     kwargs: Mapping[str, Any] | None = None,
     name: str | None = None,
     enabled: bool = True,
-) -> Callable[[Callable[..., Any]], Function[..., Any]]:
+) -> Callable[[Any], Any]:
     """Run a function on a cron schedule: ``@pygigo.cron("*/15 * * * *", timezone="Europe/Paris")``.
 
     Stack it above ``@pygigo.function(...)`` (or use it alone: the function is registered with
-    default options). Returns the Function. The schedule is named after the function unless
+    default options), or above a Django ``@task`` of Pygigo's task backend. Returns the
+    Function (or the task). The schedule is named after the function unless
     ``name`` is given (needed to put two schedules on one function). Raises
     ScheduleConfigError at declaration for a bad expression, timezone or misfire policy.
     """
@@ -269,7 +273,7 @@ def every(
     kwargs: Mapping[str, Any] | None = None,
     name: str | None = None,
     enabled: bool = True,
-) -> Callable[[Callable[..., Any]], Function[..., Any]]:
+) -> Callable[[Any], Any]:
     """Run a function at a fixed interval of whole seconds (``@every <n>s``), aligned to the
     epoch: ``@pygigo.every(seconds=30)`` fires at :00 and :30 of every minute."""
     total = seconds + 60 * minutes + 3600 * hours

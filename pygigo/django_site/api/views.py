@@ -173,7 +173,7 @@ def forwarded_headers(function: Function[..., Any]) -> frozenset[str]:
 
 
 def may_invoke(caller: Caller, function: Function[..., Any]) -> bool:
-    return function.options.public or caller.authenticated
+    return function.over_http and (function.options.public or caller.authenticated)
 
 
 def accept(
@@ -316,7 +316,7 @@ def _owner_key(request: HttpRequest, caller: Caller) -> str | None:
 @api_view
 def invoke(request: HttpRequest, name: str) -> HttpResponseBase:
     function = registry.get(name)
-    if function is None:
+    if function is None or not function.over_http:
         rate_limit(request, authenticate(request))  # guessing names counts too
         raise ApiError(
             404, "function_not_found", f"No function named {name!r}. GET /fn lists the ones you may invoke."

@@ -14,6 +14,17 @@ adapter into this tree, so user code catches Pygigo errors and never a driver's:
         ├── MessageTooLarge         refused before any I/O: over the adapter's max_message_bytes
         └── CapabilityError         the adapter cannot do what was asked (e.g. priority)
 
+The platform and the Django app raise from the same root, so ``except PygigoError`` catches
+everything Pygigo raises on purpose::
+
+    PygigoError
+    ├── EnvelopeError               (also a ValueError) malformed, forged or expired envelope
+    ├── CronError                   (also a ValueError) bad cron expression or timezone
+    │   └── ScheduleConfigError     (also a ConfigurationError) a schedule that cannot be declared
+    ├── InvocationError             a tracked invocation failed, was cancelled or timed out
+    ├── BadArguments                (also a TypeError) arguments that do not fit the signature
+    └── ApiError                    an HTTP API error: status, stable code, detail
+
 Every message says the likely cause and the fix.
 """
 

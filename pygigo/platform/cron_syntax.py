@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from ..adapters.errors import PygigoError
+
 __all__ = ["ALIASES", "MONTH_NAMES", "CronError", "Fields", "parse_fields"]
 
 MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -36,7 +38,7 @@ ALIASES = {
 _ITEM = re.compile(r"^(?:(?P<star>\*)|(?P<a>\w+)(?:-(?P<b>\w+))?)(?:/(?P<step>\w+))?$")
 
 
-class CronError(ValueError):
+class CronError(PygigoError, ValueError):
     """An invalid cron expression or timezone; the message names the field and the value."""
 
 

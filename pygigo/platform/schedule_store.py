@@ -31,7 +31,6 @@ from typing import Protocol
 from .schedules import ScheduleSpec
 
 CLAIMED, ENQUEUED, FAILED, ABANDONED = "claimed", "enqueued", "failed", "abandoned"
-RUN_STATUSES = (CLAIMED, ENQUEUED, FAILED, ABANDONED)
 
 
 class ScheduleStore(Protocol):
@@ -113,11 +112,6 @@ class MemoryScheduleStore:
     def put_schedule(self, spec: ScheduleSpec) -> None:
         with self._lock:
             self._schedules[spec.name] = dataclasses.replace(spec, source="db")
-            self._version += 1
-
-    def delete_schedule(self, name: str) -> None:
-        with self._lock:
-            self._schedules.pop(name, None)
             self._version += 1
 
     def changes_token(self) -> Hashable:

@@ -19,12 +19,14 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
+from pygigo.adapters.base import PygigoError
+
 logger = logging.getLogger("pygigo.api")
 
 View = Callable[..., HttpResponseBase]
 
 
-class ApiError(Exception):
+class ApiError(PygigoError):
     """An error answered as ``{"code": ..., "detail": ...}`` with ``status``."""
 
     def __init__(

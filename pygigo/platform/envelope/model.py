@@ -38,6 +38,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from ...adapters.errors import PygigoError
+
 ENVELOPE_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 
@@ -64,7 +66,7 @@ _HTTP_FIELDS = (
 )
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(PygigoError, ValueError):
     """The envelope is malformed or cannot be handled by this version of Pygigo."""
 
 

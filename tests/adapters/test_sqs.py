@@ -104,10 +104,10 @@ def test_oversized_message_is_refused_before_any_io(moto_endpoint: str) -> None:
     port = free_port()  # nothing listens: any I/O would raise BrokerUnavailable instead
     broker = build_broker(f"sqs://?region=us-east-1&endpoint_url=http://127.0.0.1:{port}")
     assert isinstance(broker, SQSBroker)
-    with pytest.raises(MessageTooLarge, match="262144"):
-        broker.enqueue(message(300 * 1024))
+    with pytest.raises(MessageTooLarge, match="1048576"):
+        broker.enqueue(message(1024 * 1024))
     with pytest.raises(MessageTooLarge):
-        broker.enqueue_many([message(10), message(300 * 1024)])
+        broker.enqueue_many([message(10), message(1024 * 1024)])
     with pytest.raises(BrokerUnavailable, match=f"127.0.0.1:{port}"):
         broker.enqueue(message(10))
 
@@ -131,7 +131,17 @@ def test_queue_is_created_with_a_redrive_policy(make_broker: MakeBroker) -> None
     assert policy["deadLetterTargetArn"] == dlq_arn["QueueArn"]
     assert int(policy["maxReceiveCount"]) == 2  # AWS answers a string, moto a number
     assert attributes["VisibilityTimeout"] == "7"
+    assert attributes["MaximumMessageSize"] == str(1024 * 1024)  # SQS's limit since 2025
     assert dlq_url.endswith(f"{broker.prefix}{fns.QUEUE}-dlq")
+
+
+def test_a_message_between_the_old_and_the_new_sqs_limit_is_delivered(make_broker: MakeBroker) -> None:
+    """Over the 256 KiB SQS allowed until 2025, under today's 1 MiB: sent and run."""
+    broker = make_broker()
+    with running_worker(broker):
+        key = "k" * (600 * 1024)
+        fns.note.send(key)
+        fns.record.wait_for(key, 1, timeout=15)
 
 
 def test_poison_message_ends_in_the_dead_letter_queue(make_broker: MakeBroker) -> None:

@@ -93,7 +93,7 @@ ADAPTERS = {
         "sqs",
         "",
         Capabilities(
-            max_message_bytes=256 * 1024,
+            max_message_bytes=1024 * 1024,
             max_native_delay_ms=15 * 60 * 1000,
             native_dead_letter=True,
             redelivery="visibility",

@@ -14,7 +14,8 @@ Features:
   * graceful stop: prefetched messages get visibility 0 and go straight back;
   * batching: ``enqueue_many`` uses SendMessageBatch; acks use DeleteMessageBatch, flushed
     within ~10 ms; heartbeats use ChangeMessageVisibilityBatch;
-  * a message over 256 KiB is refused with MessageTooLarge before anything is sent;
+  * a message over 1 MiB (SQS's limit since 2025; queues this adapter creates ask for it, older
+    queues may still cap at 256 KiB) is refused with MessageTooLarge before anything is sent;
   * a Lambda entry point for SQS event batches (:mod:`.lambda_events`, wrapped by
     :mod:`pygigo.platform.lambda_handler`) reporting partial batch failures.
   No broker-level priority; FIFO queues are not used.

@@ -21,7 +21,9 @@ from . import client as sqs
 
 logger = logging.getLogger("pygigo.adapters.sqs")
 
-MAX_MESSAGE_BYTES = 256 * 1024
+# AWS raised SQS's limit from 256 KiB to 1 MiB in August 2025 (messages and whole batches);
+# queues this adapter creates ask for it explicitly (MaximumMessageSize).
+MAX_MESSAGE_BYTES = 1024 * 1024
 MAX_NATIVE_DELAY_S = 15 * 60
 _EXISTS_CODES = frozenset({"QueueAlreadyExists", "QueueNameExists"})
 _SEND_ATTEMPTS = 3
@@ -92,7 +94,13 @@ class SQSCore(dramatiq.Broker):
         dlq_name = name + sqs.DLQ_SUFFIX
         if not self.create_queues:
             return self._get_url(name), self._get_url(dlq_name)
-        dlq_url = self._create(dlq_name, {"MessageRetentionPeriod": str(sqs.DLQ_RETENTION_S)})
+        dlq_url = self._create(
+            dlq_name,
+            {
+                "MessageRetentionPeriod": str(sqs.DLQ_RETENTION_S),
+                "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
+            },
+        )
         arn = self.client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
@@ -102,6 +110,7 @@ class SQSCore(dramatiq.Broker):
         attributes = {
             "VisibilityTimeout": str(self.visibility_timeout_s),
             "RedrivePolicy": json.dumps(redrive),
+            "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
         }
         return self._create(name, attributes), dlq_url
 
@@ -185,7 +194,7 @@ class SQSCore(dramatiq.Broker):
         return max(0, min(math.ceil(remaining_ms / 1000), self.redelay_step_s, MAX_NATIVE_DELAY_S))
 
     def send_batch(self, queue_name: str, entries: Sequence[dict[str, Any]]) -> None:
-        """SendMessageBatch ``entries`` (SendMessage parameters), at most 10 and 256 KiB per call.
+        """SendMessageBatch ``entries`` (SendMessage parameters), at most 10 and 1 MiB per call.
 
         Entries SQS fails for its own reasons (throttling, internal errors) are sent again;
         an entry refused as the sender's fault, or still failing after retries, raises

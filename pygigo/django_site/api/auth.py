@@ -152,6 +152,11 @@ def rate_limit_cache_alias() -> str:
     return str(pygigo_settings.setting("PYGIGO_RATE_LIMIT_CACHE") or "default")
 
 
+def caller_id(request: HttpRequest, caller: Caller) -> str:
+    """Who to count a request against: the principal, or the client address if anonymous."""
+    return caller.key if caller.authenticated else f"ip:{request.META.get('REMOTE_ADDR', '?')}"
+
+
 def rate_limit(request: HttpRequest, caller: Caller) -> None:
     """Count this request in the caller's window; ApiError 429 with Retry-After when over."""
     rate = _parse_rate(pygigo_settings.setting("PYGIGO_RATE_LIMIT"))
@@ -159,7 +164,7 @@ def rate_limit(request: HttpRequest, caller: Caller) -> None:
         return
     limit, window = rate
     cache = caches[rate_limit_cache_alias()]
-    who = caller.key if caller.authenticated else f"ip:{request.META.get('REMOTE_ADDR', '?')}"
+    who = caller_id(request, caller)
     now = time.time()
     slot = int(now // window)
     cache_key = f"pygigo:rl:{who}:{window}:{slot}"

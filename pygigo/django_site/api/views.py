@@ -37,7 +37,8 @@ from .. import store
 from ..httpcodec import capture_request, dict_to_response
 from ..models import Invocation, Status
 from ..runner import claim_check_store
-from .auth import Caller, authenticate, rate_limit, require_authenticated
+from . import waiting
+from .auth import Caller, authenticate, caller_id, rate_limit, require_authenticated
 from .errors import ApiError, api_view, method_not_allowed, too_large
 
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
@@ -242,7 +243,8 @@ def accept(
             "idempotency_key_reused",
             f"This Idempotency-Key was already used for function {invocation.function!r}; use a new key.",
         )
-    response = respond(invocation, wait_s)
+    with waiting.wait_slot(caller_id(request, caller)) as may_wait:
+        response = respond(invocation, wait_s if may_wait else None)
     if token:
         response[TOKEN_HEADER] = token
     return response

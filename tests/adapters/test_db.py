@@ -244,7 +244,12 @@ def test_admin_requeues_a_dead_letter_with_fresh_retries(broker: DatabaseBroker,
 def test_worker_and_producer_on_an_unmigrated_database_say_run_migrate(tmp_path: Path, database: str) -> None:
     """Not migrated, or its folder does not exist: "run `pygigo migrate`", never "is the server
     running?" (which is what a missing SQLite folder used to produce)."""
-    env = dict(os.environ, PYGIGO_BROKER_URL="db://", PYGIGO_SQLITE_PATH=str(tmp_path / database))
+    env = dict(
+        os.environ,
+        PYGIGO_BROKER_URL="db://",
+        PYGIGO_SQLITE_PATH=str(tmp_path / database),
+        PYGIGO_SIGNING_KEYS="a-key-of-this-test-only",  # DEBUG is off: the public default is refused
+    )
     env.pop("DJANGO_SETTINGS_MODULE")  # a plain process: Pygigo's default site
     worker = subprocess.run(
         [sys.executable, "-m", "pygigo", "worker", "tests.adapters.db_functions"],

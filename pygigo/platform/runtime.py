@@ -36,7 +36,9 @@ logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_DiscardedResultFilt
 
 def build_middleware() -> list[Middleware]:
     """Dramatiq's default middleware, Pygigo's envelope guard, then the classes named in
-    ``PYGIGO_MIDDLEWARE`` (so storage middleware sees only verified envelopes)."""
+    ``PYGIGO_MIDDLEWARE`` (so storage middleware sees only verified envelopes), then the
+    worker heartbeat and, when switched on, metrics (last: they count only what runs)."""
+    from . import liveness, metrics
     from .invocations import EnvelopeGuard
 
     middleware: list[Middleware] = [cls() for cls in default_middleware]
@@ -47,6 +49,14 @@ def build_middleware() -> list[Middleware]:
         except ImportError as exc:
             raise ConfigurationError(f"PYGIGO_MIDDLEWARE entry {path!r} cannot be imported: {exc}") from exc
         middleware.append(cls())
+    heartbeat = liveness.heartbeat_middleware()
+    if heartbeat is not None:
+        middleware.append(heartbeat)
+    families = metrics.families()
+    if families is not None:
+        from .metrics.middleware import MetricsMiddleware
+
+        middleware.append(MetricsMiddleware(families))
     return middleware
 
 

@@ -17,9 +17,10 @@ from typing import Any, Protocol
 from django.utils.module_loading import import_string
 
 from ..adapters.base import ConfigurationError
-from . import runtime, settings
+from . import metrics, runtime, settings
 from .cron import describe
 from .maintenance import maintenance_schedules
+from .metrics import exposition
 from .schedule_store import ScheduleStore
 from .scheduler import Scheduler, merge_schedules
 from .schedules import ScheduleSpec, schedules
@@ -64,6 +65,9 @@ def run_scheduler(modules: Sequence[str], **overrides: Any) -> int:
     """Run one replica until SIGTERM or SIGINT; returns the exit code."""
     scheduler = build_scheduler(modules, **overrides)
     runtime.get_broker().ping()  # fail fast, before claiming any slot
+    config = metrics.config()
+    if config.enabled and config.port:
+        exposition.serve(config.host, config.port)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

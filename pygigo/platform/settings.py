@@ -11,6 +11,8 @@ Settings:
   PYGIGO_SIGNING_KEYS envelope HMAC keys, newest first (default: derived from SECRET_KEY)
   PYGIGO_FUNCTIONS    modules defining functions, for processes without a command line
   PYGIGO_SCHEDULE_STORE, PYGIGO_SCHEDULER, PYGIGO_MAINTENANCE   the scheduler (see below)
+  PYGIGO_METRICS      Prometheus metrics (off by default; see pygigo.platform.metrics)
+  PYGIGO_HEARTBEAT_DIR, PYGIGO_HEARTBEAT_STALE_S   worker liveness files (see .liveness)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import tempfile
 from typing import Any
 
 DEFAULT_BROKER_URL = "memory://"
@@ -102,3 +105,21 @@ def functions_modules() -> list[str]:
     if isinstance(value, str):
         value = value.split(",")
     return [str(module).strip() for module in value if str(module).strip()]
+
+
+def metrics_options() -> dict[str, Any]:
+    """``PYGIGO_METRICS``: ``{"enabled": True, ...}`` switches Prometheus metrics on."""
+    return _mapping("PYGIGO_METRICS")
+
+
+def heartbeat_dir() -> str:
+    """``PYGIGO_HEARTBEAT_DIR``: where worker processes keep their liveness files
+    (default ``<temp dir>/pygigo-heartbeats``; an empty string turns them off)."""
+    value = setting("PYGIGO_HEARTBEAT_DIR")
+    return os.path.join(tempfile.gettempdir(), "pygigo-heartbeats") if value is None else str(value)
+
+
+def heartbeat_stale_s() -> float:
+    """``PYGIGO_HEARTBEAT_STALE_S``: seconds after which a worker whose consumers stopped
+    fetching counts as stuck (default 60; longer than the slowest broker's long poll)."""
+    return float(setting("PYGIGO_HEARTBEAT_STALE_S") or 60.0)

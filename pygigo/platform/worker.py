@@ -10,17 +10,21 @@ messages; HUP: reload) and restarts nothing behind your back. Each worker proces
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 
 import dramatiq
 from dramatiq import cli as dramatiq_cli
 
 from ..adapters.base import ConfigurationError
-from . import runtime
+from . import metrics, runtime
+from .metrics import exposition
 from .registry import registry
 
 logger = logging.getLogger("pygigo.worker")
@@ -106,20 +110,43 @@ def run_worker(
 
     Returns the exit code (0 after a clean shutdown).
     """
-    preflight(modules, queues)
-    argv = [BOOT, *modules, "--processes", str(processes), "--threads", str(threads)]
-    argv += ["--worker-shutdown-timeout", str(int(shutdown_timeout_s * 1000))]
-    if queues:
-        argv += ["--queues", *queues]
-    if watch:
-        argv += ["--watch", watch]
-    if pid_file:
-        argv += ["--pid-file", pid_file]
-    if log_file:
-        argv += ["--log-file", log_file]
-    argv += ["-v"] * verbose
-    args = dramatiq_cli.make_argument_parser().parse_args(argv)
-    return int(dramatiq_cli.main(args) or 0)
+    with metrics_for_workers() as fork_functions:
+        preflight(modules, queues)  # builds the process's metrics: after the directory is set
+        argv = [BOOT, *modules, "--processes", str(processes), "--threads", str(threads)]
+        argv += ["--worker-shutdown-timeout", str(int(shutdown_timeout_s * 1000))]
+        if queues:
+            argv += ["--queues", *queues]
+        if watch:
+            argv += ["--watch", watch]
+        if pid_file:
+            argv += ["--pid-file", pid_file]
+        if log_file:
+            argv += ["--log-file", log_file]
+        argv += ["-v"] * verbose
+        args = dramatiq_cli.make_argument_parser().parse_args(argv)
+        args.forks += fork_functions
+        return int(dramatiq_cli.main(args) or 0)
+
+
+@contextlib.contextmanager
+def metrics_for_workers() -> Iterator[list[str]]:
+    """With metrics on: a multiprocess directory shared by the worker processes (unless
+    ``PROMETHEUS_MULTIPROC_DIR`` names one already, e.g. shared with the web process) and
+    the fork function serving their sum on the metrics port. Yields the fork functions."""
+    setup_django()
+    config = metrics.config()
+    if not config.enabled:
+        yield []
+        return
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pygigo-metrics-")
+    try:
+        yield [f"{exposition.__name__}:serve_worker_port"] if config.port else []
+    finally:
+        if own_dir:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            shutil.rmtree(own_dir, ignore_errors=True)
 
 
 def _queue_list(value: str) -> list[str]:

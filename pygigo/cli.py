@@ -1,5 +1,5 @@
 """The ``pygigo`` command: ``pygigo worker myproject.functions --processes 2 --threads 8``,
-``pygigo scheduler myproject.functions``, ``pygigo schedules``, ``pygigo dev``.
+``pygigo scheduler myproject.functions``, ``pygigo schedules``, ``pygigo status``, ``pygigo dev``.
 
 Every subcommand runs with Django configured: ``DJANGO_SETTINGS_MODULE`` if set, else Pygigo's
 default site (``pygigo.default_site.settings``).
@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     scheduler_cmd.add_schedules_arguments(
         commands.add_parser("schedules", help="list schedules with their next run times")
     )
+    status = commands.add_parser(
+        "status", help="queues, workers, scheduler, outbox; exit 1 when unhealthy (a probe)"
+    )
+    add_status_arguments(status)
     dev = commands.add_parser(
         "dev", help="web + worker (+ scheduler) on the database broker, for development"
     )
@@ -60,6 +64,29 @@ def run_dev(args: argparse.Namespace) -> int:
     )
 
 
+def add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    """``pygigo status`` options (shared with ``manage.py pygigo_status``)."""
+    parser.add_argument("modules", nargs="*", help="functions modules (besides PYGIGO_FUNCTIONS)")
+    parser.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    parser.add_argument(
+        "--max-age",
+        type=float,
+        metavar="SECONDS",
+        help="unhealthy if a queue's oldest ready message is older",
+    )
+    parser.add_argument(
+        "--workers-only", action="store_true", help="only this host's worker heartbeats (a liveness probe)"
+    )
+
+
+def run_status(args: argparse.Namespace) -> int:
+    worker.setup_django()
+    worker.import_modules(args.modules)
+    from .django_site import status
+
+    return status.run(sys.stdout, as_json=args.json, max_age_s=args.max_age, workers_only=args.workers_only)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", DEFAULT_SETTINGS)
@@ -72,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "schedules":
             return scheduler_cmd.print_schedules(args.modules, sys.stdout, count=args.count)
+        if args.command == "status":
+            return run_status(args)
         if args.command == "dev":
             return run_dev(args)
     except PygigoError as exc:

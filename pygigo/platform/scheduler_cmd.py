@@ -75,6 +75,12 @@ def run_scheduler(modules: Sequence[str], **overrides: Any) -> int:
     return 0
 
 
+def all_schedules(store: ScheduleStore | None = None) -> dict[str, ScheduleSpec]:
+    """Every schedule by name: built-in maintenance, code (``@pygigo.cron``), database."""
+    builtin = maintenance_schedules(settings.maintenance_overrides())
+    return merge_schedules(builtin, schedules, (store or load_store()).load_schedules())
+
+
 def _when(slot: datetime) -> str:
     return slot.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
@@ -111,8 +117,7 @@ def print_schedules(
 ) -> int:
     setup_django()
     import_modules([*modules, *settings.functions_modules()])
-    builtin = maintenance_schedules(settings.maintenance_overrides())
-    specs = merge_schedules(builtin, schedules, load_store().load_schedules())
+    specs = all_schedules()
     out.write(schedule_table(specs, now or datetime.now(UTC), count) + "\n")
     if not specs:
         out.write("(no schedules: name your functions modules, or add rows in the admin)\n")

@@ -91,10 +91,11 @@ def _age(seconds: float | None) -> str:
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
     cells = [header, *[tuple(str(cell) for cell in row) for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return [
+    lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in cells
     ]
+    return lines if rows else [*lines, "(none)"]
 
 
 def render(report: dict[str, Any]) -> str:

@@ -6,10 +6,12 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from pygigo.django_site import queues
+from pygigo.django_site import dashboard, queues
 
 urlpatterns = [
     path("admin/pygigo-queues/", queues.queues_view, name="pygigo-queues"),
+    path("admin/pygigo-dashboard/", dashboard.page, name="pygigo-dashboard"),
+    path("admin/pygigo-dashboard/data/", dashboard.data, name="pygigo-dashboard-data"),
     path("admin/", admin.site.urls),
     path("", include("pygigo.django_site.urls")),
 ]

@@ -18,7 +18,7 @@ from typing import Any
 from ...adapters.base import PygigoError, QueueStats
 from .. import runtime
 from ..registry import registry
-from . import Families, config, families
+from . import config, families
 
 logger = logging.getLogger("pygigo.metrics")
 
@@ -59,31 +59,30 @@ class QueueCollector:
             yield family
 
 
+def recorded() -> Iterable[Any]:
+    """Pygigo's recorded metric families: every process's (multiprocess mode, read from
+    ``PROMETHEUS_MULTIPROC_DIR``) or this process's. Empty while metrics are off."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        return MultiProcessCollector(None).collect()
+    own = families()
+    return own.registry.collect() if own is not None else ()
+
+
+class _Recorded:
+    def collect(self) -> Iterable[Any]:
+        return recorded()
+
+
 def scrape_registry(extra: Iterable[Any] = ()) -> Any:
     """A registry holding everything one scrape reports."""
     from prometheus_client import CollectorRegistry
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     scraped = CollectorRegistry(auto_describe=False)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        MultiProcessCollector(scraped)  # this process's samples are in the files too
-    else:
-        own = families()
-        if own is not None:
-            scraped.register(_Forward(own))
-    for collector in (QueueCollector(), *extra):
+    for collector in (_Recorded(), QueueCollector(), *extra):
         scraped.register(collector)
     return scraped
-
-
-class _Forward:
-    """Registers another registry's metrics in a scrape registry."""
-
-    def __init__(self, own: Families) -> None:
-        self.own = own
-
-    def collect(self) -> Iterator[Any]:
-        return iter(self.own.registry.collect())
 
 
 def exposition(extra: Iterable[Any] = ()) -> tuple[bytes, str]:

@@ -21,6 +21,8 @@ _TMP = tempfile.mkdtemp(prefix="pygigo-tests-")
 os.environ.setdefault("PYGIGO_TEST_RUN", uuid.uuid4().hex[:8])
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
 os.environ.setdefault("PYGIGO_SQLITE_PATH", os.path.join(_TMP, "db.sqlite3"))
+# Worker heartbeat files of this run only (the default directory is shared by the machine).
+os.environ.setdefault("PYGIGO_HEARTBEAT_DIR", os.path.join(_TMP, "heartbeats"))
 os.environ.pop("PYGIGO_BROKER_URL", None)
 os.environ["DJANGO_ALLOWED_HOSTS"] = "*"
 

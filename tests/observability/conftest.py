@@ -3,13 +3,14 @@ metrics on, so it carries the metrics middleware) with an in-process worker."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import dramatiq
 import pytest
 
 from pygigo.adapters.base import PygigoBroker, build_broker
-from pygigo.platform import runtime
+from pygigo.platform import metrics, runtime
 from tests.conftest import migrate_database
 from tests.django_site import functions as site_functions
 
@@ -17,6 +18,17 @@ from tests.django_site import functions as site_functions
 @pytest.fixture(autouse=True)
 def migrated_db() -> None:
     migrate_database("default")
+
+
+@pytest.fixture
+def metrics_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Metrics switched on in this process (list it before ``broker``, which then carries
+    the metrics middleware), with a scrape token."""
+    monkeypatch.setenv("PYGIGO_METRICS", json.dumps({"enabled": True, "token": "s3cret-token"}))
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    metrics.reset()
+    yield
+    metrics.reset()
 
 
 @pytest.fixture

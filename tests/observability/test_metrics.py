@@ -129,15 +129,6 @@ def test_worker_processes_expose_summed_metrics_and_queue_gauges_on_their_port()
     assert (value(samples, "pygigo_queue_oldest_ready_age_seconds", queue=functions.IDLE_QUEUE) or 0) > 0
 
 
-@pytest.fixture
-def metrics_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("PYGIGO_METRICS", json.dumps({"enabled": True, "token": "s3cret-token"}))
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    metrics.reset()
-    yield
-    metrics.reset()
-
-
 def test_web_metrics_need_staff_or_the_token_and_count_http_and_waits(
     metrics_on: None, worker: object
 ) -> None:

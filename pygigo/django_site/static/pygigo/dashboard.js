@@ -93,10 +93,10 @@
       if (!response.ok) throw new Error("the dashboard data answered " + response.status);
       state.data = await response.json();
       render(state.data);
-      error.hidden = true;
+      error.style.display = "none";
     } catch (exc) {
       error.textContent = "Cannot update: " + exc.message + " (retrying)";
-      error.hidden = false;
+      error.style.display = "";
     }
     state.polls += 1;
     setTimeout(poll, pollMs);

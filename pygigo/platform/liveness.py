@@ -75,6 +75,7 @@ class ConsumerHeartbeat(Middleware):
         self._started_at = time.time()
         self._threads = getattr(worker, "worker_threads", 0)
         self._stop = threading.Event()
+        self.write()  # booting counts as alive; from now on only fetching consumers keep it fresh
         threading.Thread(target=self._beat, args=(self._stop,), name="pygigo-heartbeat", daemon=True).start()
 
     def _beat(self, stop: threading.Event) -> None:

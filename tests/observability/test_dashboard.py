@@ -154,6 +154,7 @@ def test_dashboard_charts_real_invocations_in_headless_chromium(
         "let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++; return n;"
     )
     assert painted > 1000
+    assert not chromium.find_element(By.ID, "pg-error").is_displayed()  # every poll succeeded
     workers_text = chromium.find_element(By.ID, "pg-workers").text
     assert str(os.getpid()) in workers_text  # the in-process worker's heartbeat
     link = chromium.find_element(By.CSS_SELECTOR, f"#pg-failures a[href*='{failed_id}']")

@@ -7,4 +7,5 @@ SYSTEMS: dict[str, str] = {
     "celery": "bench.systems.celery_sys",
     "raw_client": "bench.systems.raw_client",
     "pygigo": "bench.systems.pygigo_sys",
+    "pygigo_metrics": "bench.systems.pygigo_metrics_sys",
 }

@@ -8,6 +8,7 @@ default site (``pygigo.default_site.settings``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -47,6 +48,9 @@ def run_dev(args: argparse.Namespace) -> int:
     os.environ.setdefault("PYGIGO_BROKER_URL", "db://")
     # The web process imports them too (PYGIGO_FUNCTIONS), to serve /fn/<name>.
     os.environ.setdefault("PYGIGO_FUNCTIONS", ",".join(args.modules))
+    if importlib.util.find_spec("prometheus_client"):
+        # Metrics on for the dashboard; the stack shares one multiprocess directory (devstack).
+        os.environ.setdefault("PYGIGO_METRICS", '{"enabled": true, "port": null}')
     import django
 
     django.setup()

@@ -40,6 +40,7 @@ def test_dev_stack_serves_the_example_and_stops_cleanly(tmp_path: Path) -> None:
         "PYGIGO_SQLITE_PATH": str(tmp_path / "dev.sqlite3"),
         "PYTHONPATH": str(REPO),
         "PYGIGO_DEV_MARKER": marker,  # lets us find every process of this stack
+        "PYGIGO_METRICS": json.dumps({"enabled": True, "port": None, "token": "dev-test-token"}),
     }
     env.pop("PYGIGO_BROKER_URL", None)
     env.pop("PYGIGO_FUNCTIONS", None)
@@ -72,6 +73,13 @@ def test_dev_stack_serves_the_example_and_stops_cleanly(tmp_path: Path) -> None:
                 return False  # web server not listening yet
 
         wait_until(call, timeout=60, what="add(1, 2) to come back through web, db:// broker and worker")
+        # The web process's /metrics sums the stack's processes: the worker ran add.
+        scrape = urllib.request.Request(
+            f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer dev-test-token"}
+        )
+        with urllib.request.urlopen(scrape, timeout=15) as response:
+            exposition = response.read().decode()
+        assert 'pygigo_messages_succeeded_total{function="add",queue="math"} 1.0' in exposition
         assert len(processes_with(marker)) >= 4  # dev, web, worker main + child, scheduler
     finally:
         stack.send_signal(signal.SIGINT)  # what Ctrl-C sends

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,6 +102,10 @@ def run(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # One Prometheus multiprocess directory for web, worker and scheduler, so the dashboard
+    # and /metrics sum every process of the stack; fresh per run, removed at the end.
+    metrics_dir = tempfile.mkdtemp(prefix="pygigo-dev-metrics-")
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
     try:
         for service in stack:
             service.process = subprocess.Popen(service.argv, start_new_session=True)
@@ -108,6 +114,7 @@ def run(
             f"\nPygigo is running at {url}  (broker: {os.environ.get('PYGIGO_BROKER_URL', '')})", flush=True
         )
         print(f"  admin:  {url}admin/  login {login}", flush=True)
+        print(f"  dashboard: {url}admin/pygigo-dashboard/", flush=True)
         if example_curl:
             print(f"  try:    {example_curl}", flush=True)
         print("  Ctrl-C stops everything.\n", flush=True)
@@ -126,3 +133,4 @@ def run(
         return 0
     finally:
         stop(stack)
+        shutil.rmtree(metrics_dir, ignore_errors=True)

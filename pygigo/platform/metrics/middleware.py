@@ -34,9 +34,12 @@ def _claimed_function(message: Any) -> str:
     return name if isinstance(name, str) and registry.get(name) is not None else UNKNOWN
 
 
-def labels_of(message: Any) -> tuple[str, str]:
+def labels_of(message: Any, *, running: bool = True) -> tuple[str, str]:
+    """(function, queue) of ``message``. ``running``: the message this worker thread is
+    processing, whose envelope the guard verified (a message being *sent* from inside a run
+    is another one: its own claim is read)."""
     if message.actor_name == invocations.ENVELOPE_ACTOR:
-        envelope = invocations.current().envelope
+        envelope = invocations.current().envelope if running else None
         function = envelope.function if envelope is not None else _claimed_function(message)
     else:
         function = message.actor_name
@@ -54,7 +57,7 @@ class MetricsMiddleware(Middleware):
     def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
         # Retries re-enqueue with a "retries" option: counted as retried, not as sent again.
         if "retries" not in message.options:
-            self.families.enqueued.labels(*labels_of(message)).inc()
+            self.families.enqueued.labels(*labels_of(message, running=False)).inc()
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         labels = labels_of(message)

@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 import pytest
 
@@ -68,9 +69,13 @@ def require_service(name: str) -> None:
     port = SERVICES[name]
     if service_up(port):
         return
-    reason = (
+    missing(
         f"{name} is not listening on 127.0.0.1:{port}; start it with `bash infra/services.sh start {name}`"
     )
+
+
+def missing(reason: str) -> NoReturn:
+    """Skip for ``reason`` (locally), or fail (CI: PYGIGO_REQUIRE_SERVICES=1)."""
     if os.environ.get("PYGIGO_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service missing: {reason}")
     pytest.skip(reason)
@@ -120,10 +125,7 @@ def moto_endpoint() -> Iterator[str]:
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
-        reason = "moto[server] is not installed; pip install -e '.[dev]'"
-        if os.environ.get("PYGIGO_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"required service missing: {reason}")
-        pytest.skip(reason)
+        missing("moto[server] is not installed; pip install -e '.[dev]'")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     saved = {name: os.environ.get(name) for name in _AWS_ENV}
     os.environ.update(_AWS_ENV)

@@ -17,7 +17,7 @@ from django.test import Client
 from django.test.testcases import LiveServerThread
 
 from pygigo.django_site.dashboard.series import quantile
-from tests.conftest import wait_until
+from tests.conftest import missing, wait_until
 from tests.django_site import functions as site_functions
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -25,14 +25,10 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 def require_chromium() -> None:
     """Skip (locally) or fail (CI) without Debian's chromium and chromium-driver."""
-    if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
-        return
-    reason = (
-        f"{CHROMIUM} or {CHROMEDRIVER} missing; install them: apt-get install -y chromium chromium-driver"
-    )
-    if os.environ.get("PYGIGO_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"required service missing: {reason}")
-    pytest.skip(reason)
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        missing(
+            f"{CHROMIUM} or {CHROMEDRIVER} missing; install them: apt-get install -y chromium chromium-driver"
+        )
 
 
 @pytest.fixture

@@ -45,6 +45,10 @@ logger = logging.getLogger("pygigo.scheduler")
 
 Clock = Callable[[], datetime]
 
+#: Missed slots counted per catch-up at most (bounds the work after a long outage of a
+#: very frequent schedule).
+MISSED_COUNT_CAP = 10_000
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -254,7 +258,7 @@ class Scheduler:
         grace_start = now - timedelta(seconds=self.grace_for(spec))
         late = sum(1 for slot in claimed if slot < grace_start)
         missed = len(
-            slots_to_fire(spec.slots, last, grace_start, Misfire.CATCH_UP, catch_up_cap=spec.catch_up_cap)
+            slots_to_fire(spec.slots, last, grace_start, Misfire.CATCH_UP, catch_up_cap=MISSED_COUNT_CAP)
         )
         if late:
             families.misfires.labels(spec.name, "caught_up").inc(late)

@@ -108,12 +108,11 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug(format, *args)
 
 
-def serve(host: str, port: int) -> ThreadingHTTPServer:
-    """Serve ``/metrics`` on ``host:port`` from a daemon thread; returns the server."""
+def serve(host: str, port: int) -> None:
+    """Serve ``/metrics`` on ``host:port`` from a daemon thread (the scheduler's port)."""
     server = ThreadingHTTPServer((host, port), _Handler)
     threading.Thread(target=server.serve_forever, name="pygigo-metrics", daemon=True).start()
     logger.info("metrics: serving http://%s:%d/metrics", host, port)
-    return server
 
 
 def serve_worker_port() -> int:

@@ -121,7 +121,7 @@ def test_worker_processes_expose_summed_metrics_and_queue_gauges_on_their_port()
     assert value(samples, "pygigo_latency_seconds_count", **ok) == 6
     assert value(samples, "pygigo_messages_in_flight", **ok) == 0
     assert value(samples, "pygigo_messages_failed_total", **boom) == 1
-    assert value(samples, "pygigo_messages_retried_total", **boom) is None  # max_retries=0
+    assert value(samples, "pygigo_messages_retried_total", **boom) == 0  # max_retries=0
     # Queue gauges come from the broker at scrape time, through the adapter contract.
     assert value(samples, "pygigo_queue_ready", queue=functions.IDLE_QUEUE) == 2
     assert value(samples, "pygigo_queue_ready", queue=functions.QUEUE) == 0

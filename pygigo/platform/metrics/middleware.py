@@ -46,24 +46,47 @@ def labels_of(message: Any, *, running: bool = True) -> tuple[str, str]:
     return function, q_name(message.queue_name)
 
 
+class _Series:
+    """The labelled children of one (function, queue), looked up once: ``labels()`` costs
+    more than the update itself, and this runs several times per message."""
+
+    def __init__(self, families: Families, labels: tuple[str, str]) -> None:
+        self.enqueued = families.enqueued.labels(*labels)
+        self.started = families.started.labels(*labels)
+        self.succeeded = families.succeeded.labels(*labels)
+        self.failed = families.failed.labels(*labels)
+        self.retried = families.retried.labels(*labels)
+        self.dead_lettered = families.dead_lettered.labels(*labels)
+        self.run_seconds = families.run_seconds.labels(*labels)
+        self.latency_seconds = families.latency_seconds.labels(*labels)
+        self.in_flight = families.in_flight.labels(*labels)
+
+
 class MetricsMiddleware(Middleware):
     """Counts, times and gauges each message's life cycle (see docs/metrics.md)."""
 
     def __init__(self, families: Families) -> None:
         self.families = families
-        # message id -> (labels, perf_counter at start); a worker thread runs one message.
-        self._running: dict[str, tuple[tuple[str, str], float]] = {}
+        self._series: dict[tuple[str, str], _Series] = {}
+        # message id -> (its series, perf_counter at start); a worker thread runs one message.
+        self._running: dict[str, tuple[_Series, float]] = {}
+
+    def series(self, labels: tuple[str, str]) -> _Series:
+        found = self._series.get(labels)
+        if found is None:  # two threads may both build it: labels() returns the same children
+            found = self._series[labels] = _Series(self.families, labels)
+        return found
 
     def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
         # Retries re-enqueue with a "retries" option: counted as retried, not as sent again.
         if "retries" not in message.options:
-            self.families.enqueued.labels(*labels_of(message, running=False)).inc()
+            self.series(labels_of(message, running=False)).enqueued.inc()
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        labels = labels_of(message)
-        self._running[message.message_id] = (labels, time.perf_counter())
-        self.families.started.labels(*labels).inc()
-        self.families.in_flight.labels(*labels).inc()
+        series = self.series(labels_of(message))
+        self._running[message.message_id] = (series, time.perf_counter())
+        series.started.inc()
+        series.in_flight.inc()
 
     def after_process_message(
         self,
@@ -76,26 +99,25 @@ class MetricsMiddleware(Middleware):
         running = self._running.pop(message.message_id, None)
         if running is None:
             return
-        labels, started = running
-        f = self.families
-        f.in_flight.labels(*labels).dec()
-        f.run_seconds.labels(*labels).observe(time.perf_counter() - started)
+        series, started = running
+        series.in_flight.dec()
+        series.run_seconds.observe(time.perf_counter() - started)
         if exception is None and not message.failed:
-            f.succeeded.labels(*labels).inc()
+            series.succeeded.inc()
         else:
-            f.failed.labels(*labels).inc()
+            series.failed.inc()
             if invocations.will_retry(broker, message, exception):
-                f.retried.labels(*labels).inc()
+                series.retried.inc()
                 return
-        f.latency_seconds.labels(*labels).observe(max(0.0, time.time() - _accepted_at(message)))
+        series.latency_seconds.observe(max(0.0, time.time() - _accepted_at(message)))
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         running = self._running.pop(message.message_id, None)
         if running is not None:  # skipped after it counted as started (duplicate, cancelled)
-            self.families.in_flight.labels(*running[0]).dec()
+            running[0].in_flight.dec()
 
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
-        self.families.dead_lettered.labels(*labels_of(message)).inc()
+        self.series(labels_of(message)).dead_lettered.inc()
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -19,6 +19,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from pygigo.adapters.base import build_broker
+from pygigo.django_site.checks import check_metrics
 from pygigo.platform import metrics, runtime
 from tests.conftest import free_port, require_service, wait_until
 from tests.django_site import functions as site_functions
@@ -170,3 +171,9 @@ def test_web_metrics_answer_404_while_switched_off() -> None:
     response = Client().get("/metrics")
     assert response.status_code == 404
     assert response.json()["code"] == "metrics_disabled"
+
+
+def test_unknown_metrics_setting_is_a_check_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYGIGO_METRICS", json.dumps({"enabled": True, "prot": 9191}))
+    (error,) = check_metrics()
+    assert error.id == "pygigo.E002" and "prot" in error.msg and "port" in error.msg

@@ -115,9 +115,12 @@ def heartbeat_middleware() -> ConsumerHeartbeat | None:
     return ConsumerHeartbeat(directory, settings.heartbeat_stale_s()) if directory else None
 
 
-def read_heartbeats(directory: str | None = None) -> Iterator[dict[str, Any]]:
-    """Every worker heartbeat in the directory, each with ``age_s`` and ``stale`` added."""
-    folder = Path(settings.heartbeat_dir() if directory is None else directory)
+def read_heartbeats() -> Iterator[dict[str, Any]]:
+    """Every worker heartbeat of ``PYGIGO_HEARTBEAT_DIR``, each with ``age_s`` and ``stale``."""
+    directory = settings.heartbeat_dir()
+    if not directory:  # heartbeats are off
+        return
+    folder = Path(directory)
     stale_after_s = settings.heartbeat_stale_s()
     now = time.time()
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():

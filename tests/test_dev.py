@@ -73,13 +73,18 @@ def test_dev_stack_serves_the_example_and_stops_cleanly(tmp_path: Path) -> None:
                 return False  # web server not listening yet
 
         wait_until(call, timeout=60, what="add(1, 2) to come back through web, db:// broker and worker")
-        # The web process's /metrics sums the stack's processes: the worker ran add.
+        # The web process's /metrics sums the stack's processes: the worker ran add (its
+        # tallies reach the shared directory within a second).
         scrape = urllib.request.Request(
             f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer dev-test-token"}
         )
-        with urllib.request.urlopen(scrape, timeout=15) as response:
-            exposition = response.read().decode()
-        assert 'pygigo_messages_succeeded_total{function="add",queue="math"} 1.0' in exposition
+
+        def scraped_add() -> bool:
+            with urllib.request.urlopen(scrape, timeout=15) as response:
+                exposition = response.read().decode()
+            return 'pygigo_messages_succeeded_total{function="add",queue="math"} 1.0' in exposition
+
+        wait_until(scraped_add, timeout=10, what="the worker's run of add in the web's /metrics")
         assert len(processes_with(marker)) >= 4  # dev, web, worker main + child, scheduler
     finally:
         stack.send_signal(signal.SIGINT)  # what Ctrl-C sends

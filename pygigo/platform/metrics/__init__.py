@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...adapters.base import ConfigurationError
@@ -128,6 +129,17 @@ class Families:
 _families: Families | None = None
 _resolved = False
 _lock = threading.Lock()
+_scrape_hooks: list[Callable[[], None]] = []
+
+
+def on_scrape(hook: Callable[[], None]) -> None:
+    """Run ``hook`` before this process collects its metrics (tallies apply what waits)."""
+    _scrape_hooks.append(hook)
+
+
+def before_scrape() -> None:
+    for hook in list(_scrape_hooks):
+        hook()
 
 
 def families() -> Families | None:
@@ -146,3 +158,4 @@ def reset() -> None:
     global _families, _resolved
     with _lock:
         _families, _resolved = None, False
+        _scrape_hooks.clear()

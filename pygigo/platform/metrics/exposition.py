@@ -18,7 +18,7 @@ from typing import Any
 from ...adapters.base import PygigoError, QueueStats
 from .. import runtime
 from ..registry import registry
-from . import config, families
+from . import before_scrape, config, families
 
 logger = logging.getLogger("pygigo.metrics")
 
@@ -62,6 +62,7 @@ class QueueCollector:
 def recorded() -> Iterable[Any]:
     """Pygigo's recorded metric families: every process's (multiprocess mode, read from
     ``PROMETHEUS_MULTIPROC_DIR``) or this process's. Empty while metrics are off."""
+    before_scrape()  # this process's tallies; other processes' are at most a flush late
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client.multiprocess import MultiProcessCollector
 

@@ -21,6 +21,7 @@ from dramatiq.middleware import Middleware
 from .. import invocations
 from ..registry import registry
 from . import Families
+from .tally import Labels, Tally
 
 UNKNOWN = "unknown"
 
@@ -46,47 +47,25 @@ def labels_of(message: Any, *, running: bool = True) -> tuple[str, str]:
     return function, q_name(message.queue_name)
 
 
-class _Series:
-    """The labelled children of one (function, queue), looked up once: ``labels()`` costs
-    more than the update itself, and this runs several times per message."""
-
-    def __init__(self, families: Families, labels: tuple[str, str]) -> None:
-        self.enqueued = families.enqueued.labels(*labels)
-        self.started = families.started.labels(*labels)
-        self.succeeded = families.succeeded.labels(*labels)
-        self.failed = families.failed.labels(*labels)
-        self.retried = families.retried.labels(*labels)
-        self.dead_lettered = families.dead_lettered.labels(*labels)
-        self.run_seconds = families.run_seconds.labels(*labels)
-        self.latency_seconds = families.latency_seconds.labels(*labels)
-        self.in_flight = families.in_flight.labels(*labels)
-
-
 class MetricsMiddleware(Middleware):
-    """Counts, times and gauges each message's life cycle (see docs/metrics.md)."""
+    """Counts, times and gauges each message's life cycle (see docs/metrics.md), through
+    the process's :class:`.tally.Tally`."""
 
     def __init__(self, families: Families) -> None:
-        self.families = families
-        self._series: dict[tuple[str, str], _Series] = {}
-        # message id -> (its series, perf_counter at start); a worker thread runs one message.
-        self._running: dict[str, tuple[_Series, float]] = {}
-
-    def series(self, labels: tuple[str, str]) -> _Series:
-        found = self._series.get(labels)
-        if found is None:  # two threads may both build it: labels() returns the same children
-            found = self._series[labels] = _Series(self.families, labels)
-        return found
+        self.tally = Tally(families)
+        # message id -> (labels, perf_counter at start); a worker thread runs one message.
+        self._running: dict[str, tuple[Labels, float]] = {}
 
     def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
         # Retries re-enqueue with a "retries" option: counted as retried, not as sent again.
         if "retries" not in message.options:
-            self.series(labels_of(message, running=False)).enqueued.inc()
+            self.tally.add(labels_of(message, running=False), "enqueued")
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        series = self.series(labels_of(message))
-        self._running[message.message_id] = (series, time.perf_counter())
-        series.started.inc()
-        series.in_flight.inc()
+        labels = labels_of(message)
+        self._running[message.message_id] = (labels, time.perf_counter())
+        self.tally.add(labels, "started")
+        self.tally.add(labels, "in_flight")
 
     def after_process_message(
         self,
@@ -99,27 +78,29 @@ class MetricsMiddleware(Middleware):
         running = self._running.pop(message.message_id, None)
         if running is None:
             return
-        series, started = running
-        series.in_flight.dec()
-        series.run_seconds.observe(time.perf_counter() - started)
+        labels, started = running
+        tally = self.tally
+        tally.add(labels, "in_flight", -1)
+        tally.observe(labels, "run_seconds", time.perf_counter() - started)
         if exception is None and not message.failed:
-            series.succeeded.inc()
+            tally.add(labels, "succeeded")
         else:
-            series.failed.inc()
+            tally.add(labels, "failed")
             if invocations.will_retry(broker, message, exception):
-                series.retried.inc()
+                tally.add(labels, "retried")
                 return
-        series.latency_seconds.observe(max(0.0, time.time() - _accepted_at(message)))
+        tally.observe(labels, "latency_seconds", max(0.0, time.time() - _accepted_at(message)))
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         running = self._running.pop(message.message_id, None)
         if running is not None:  # skipped after it counted as started (duplicate, cancelled)
-            running[0].in_flight.dec()
+            self.tally.add(running[0], "in_flight", -1)
 
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
-        self.series(labels_of(message)).dead_lettered.inc()
+        self.tally.add(labels_of(message), "dead_lettered")
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.tally.flush()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess
 

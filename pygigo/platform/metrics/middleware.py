@@ -64,8 +64,7 @@ class MetricsMiddleware(Middleware):
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         labels = labels_of(message)
         self._running[message.message_id] = (labels, time.perf_counter())
-        self.tally.add(labels, "started")
-        self.tally.add(labels, "in_flight")
+        self.tally.start(labels)
 
     def after_process_message(
         self,
@@ -79,17 +78,15 @@ class MetricsMiddleware(Middleware):
         if running is None:
             return
         labels, started = running
-        tally = self.tally
-        tally.add(labels, "in_flight", -1)
-        tally.observe(labels, "run_seconds", time.perf_counter() - started)
+        run_s = time.perf_counter() - started
         if exception is None and not message.failed:
-            tally.add(labels, "succeeded")
+            counted: tuple[str, ...] = ("succeeded",)
+        elif invocations.will_retry(broker, message, exception):
+            self.tally.finish(labels, ("failed", "retried"), run_s, None)  # not finished yet
+            return
         else:
-            tally.add(labels, "failed")
-            if invocations.will_retry(broker, message, exception):
-                tally.add(labels, "retried")
-                return
-        tally.observe(labels, "latency_seconds", max(0.0, time.time() - _accepted_at(message)))
+            counted = ("failed",)
+        self.tally.finish(labels, counted, run_s, max(0.0, time.time() - _accepted_at(message)))
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         running = self._running.pop(message.message_id, None)

@@ -79,13 +79,28 @@ class Tally:
         with self._lock:
             self._get(labels).counts[name] += amount
 
-    def observe(self, labels: Labels, name: str, seconds: float) -> None:
+    def start(self, labels: Labels) -> None:
+        """A run started: ``started`` and ``in_flight`` up by one (one lock, not two)."""
+        with self._lock:
+            counts = self._get(labels).counts
+            counts["started"] += 1
+            counts["in_flight"] += 1
+
+    def finish(self, labels: Labels, counted: tuple[str, ...], run_s: float, latency_s: float | None) -> None:
+        """A run ended: ``in_flight`` down, each of ``counted`` up, its run time (and, when it
+        finished for good, its latency) observed — under one lock."""
         # Prometheus' rule: the first bucket whose upper bound is >= the amount.
-        index = bisect.bisect_left(DURATION_BUCKETS, seconds)
+        run_index = bisect.bisect_left(DURATION_BUCKETS, run_s)
         with self._lock:
             series = self._get(labels)
-            series.buckets[name][index] += 1
-            series.sums[name] += seconds
+            series.counts["in_flight"] -= 1
+            for name in counted:
+                series.counts[name] += 1
+            series.buckets["run_seconds"][run_index] += 1
+            series.sums["run_seconds"] += run_s
+            if latency_s is not None:
+                series.buckets["latency_seconds"][bisect.bisect_left(DURATION_BUCKETS, latency_s)] += 1
+                series.sums["latency_seconds"] += latency_s
 
     def flush(self) -> None:
         with self._lock:

@@ -135,9 +135,10 @@ def test_dashboard_charts_real_invocations_in_headless_chromium(
 
     wait_until(lambda: series_total("throughput", "fe_echo") > 0, what="fe_echo's throughput charted")
     wait_until(lambda: series_total("failures", "fe_fails_once") == 1, what="the failure charted")
+    # Read through JS in one call: the table is redrawn on every poll.
+    link = f"#pg-failures a[href*='{failed_id}']"
     wait_until(
-        lambda: bool(chromium.find_elements(By.CSS_SELECTOR, f"#pg-failures a[href*='{failed_id}']")),
-        what="the failure linked in the table",
+        lambda: js("return document.querySelector(arguments[0]) !== null", link), what="the failure linked"
     )
     runtime_points = js("return window.pygigoDashboard.charts.runtime.data[1].filter(v => v !== null).length")
     assert runtime_points >= 1
@@ -151,10 +152,10 @@ def test_dashboard_charts_real_invocations_in_headless_chromium(
     )
     assert painted > 1000
     assert not chromium.find_element(By.ID, "pg-error").is_displayed()  # every poll succeeded
-    workers_text = chromium.find_element(By.ID, "pg-workers").text
+    workers_text = js("return document.getElementById('pg-workers').textContent")
     assert str(os.getpid()) in workers_text  # the in-process worker's heartbeat
-    link = chromium.find_element(By.CSS_SELECTOR, f"#pg-failures a[href*='{failed_id}']")
-    assert link.get_attribute("href").endswith(f"/admin/pygigo/invocation/{failed_id}/change/")
+    href = js("const a = document.querySelector(arguments[0]); return a && a.href;", link)
+    assert href.endswith(f"/admin/pygigo/invocation/{failed_id}/change/")
 
     screenshot = tmp_path / "dashboard.png"
     chromium.save_screenshot(str(screenshot))

@@ -22,6 +22,7 @@ PG_DRAIN_VS_DRAMATIQ_REDIS = 0.5
 SQLITE_DRAIN_MIN = 300.0
 HTTP_FN_VS_BARE = 0.7
 WAIT_P50_REDIS_MS = 15.0
+DRAIN_METRICS_VS_PLAIN = 0.95
 
 HEADERS = (
     "System",
@@ -46,6 +47,13 @@ def _fmt(x: float | None, ratio: bool = False) -> str:
 
 def target(row: Result, by_key: dict[str, Result]) -> str:
     """PASS/MISS for Pygigo rows (lists the missed targets), empty for the others."""
+    if row.key == "pygigo_metrics" and row.status == "ok":
+        plain = by_key.get("pygigo")
+        vs_plain = _ratio(row.drain_rate, plain and plain.drain_rate)
+        if vs_plain is None:
+            return "no baseline (Pygigo row)"
+        verdict = "PASS" if vs_plain >= DRAIN_METRICS_VS_PLAIN else "MISS"
+        return f"{verdict}: drain {vs_plain:.2f}x Pygigo (>= {DRAIN_METRICS_VS_PLAIN})"
     if row.key not in ("pygigo", "django_tasks"):
         return ""
     if row.status != "ok":

@@ -1,6 +1,6 @@
 """The ``pygigo`` command: ``pygigo worker myproject.functions --processes 2 --threads 8``,
 ``pygigo scheduler myproject.functions``, ``pygigo schedules``, ``pygigo migrate``,
-``pygigo dev``.
+``pygigo status``, ``pygigo dev``.
 
 Every subcommand runs with Django configured: ``DJANGO_SETTINGS_MODULE`` if set, else Pygigo's
 default site (``pygigo.default_site.settings``).
@@ -9,6 +9,7 @@ default site (``pygigo.default_site.settings``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -32,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="create (SQLite: with its folder) and migrate the database Pygigo uses"
     )
     migrate.add_argument("--database", default="default", help="database alias (default: default)")
+    status = commands.add_parser(
+        "status", help="queues, workers, scheduler, outbox; exit 1 when unhealthy (a probe)"
+    )
+    add_status_arguments(status)
     dev = commands.add_parser(
         "dev", help="web + worker (+ scheduler) on the database broker, for development"
     )
@@ -62,12 +67,38 @@ def run_dev(args: argparse.Namespace) -> int:
     # The web process imports them too (PYGIGO_FUNCTIONS), to serve /fn/<name>.
     os.environ.setdefault("PYGIGO_FUNCTIONS", ",".join(args.modules))
     settings.ensure_django()
+    if importlib.util.find_spec("prometheus_client"):
+        # Metrics on for the dashboard; the stack shares one multiprocess directory (devstack).
+        os.environ.setdefault("PYGIGO_METRICS", '{"enabled": true, "port": null}')
     worker.run_system_checks()
     from .django_site import devstack
 
     return devstack.run(
         host=args.host, port=args.port, modules=args.modules, with_scheduler=not args.no_scheduler
     )
+
+
+def add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    """``pygigo status`` options (shared with ``manage.py pygigo_status``)."""
+    parser.add_argument("modules", nargs="*", help="functions modules (besides PYGIGO_FUNCTIONS)")
+    parser.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    parser.add_argument(
+        "--max-age",
+        type=float,
+        metavar="SECONDS",
+        help="unhealthy if a queue's oldest ready message is older",
+    )
+    parser.add_argument(
+        "--workers-only", action="store_true", help="only this host's worker heartbeats (a liveness probe)"
+    )
+
+
+def run_status(args: argparse.Namespace) -> int:
+    settings.ensure_django()
+    worker.import_modules(args.modules)
+    from .django_site import status
+
+    return status.run(sys.stdout, as_json=args.json, max_age_s=args.max_age, workers_only=args.workers_only)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return scheduler_cmd.print_schedules(args.modules, sys.stdout, count=args.count)
         if args.command == "migrate":
             return run_migrate(args.database)
+        if args.command == "status":
+            return run_status(args)
         if args.command == "dev":
             return run_dev(args)
     except PygigoError as exc:

@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 import pytest
 
@@ -21,6 +22,8 @@ _TMP = tempfile.mkdtemp(prefix="pygigo-tests-")
 os.environ.setdefault("PYGIGO_TEST_RUN", uuid.uuid4().hex[:8])
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
 os.environ.setdefault("PYGIGO_SQLITE_PATH", os.path.join(_TMP, "db.sqlite3"))
+# Worker heartbeat files of this run only (the default directory is shared by the machine).
+os.environ.setdefault("PYGIGO_HEARTBEAT_DIR", os.path.join(_TMP, "heartbeats"))
 os.environ.pop("PYGIGO_BROKER_URL", None)
 os.environ["DJANGO_ALLOWED_HOSTS"] = "*"
 
@@ -66,9 +69,13 @@ def require_service(name: str) -> None:
     port = SERVICES[name]
     if service_up(port):
         return
-    reason = (
+    missing(
         f"{name} is not listening on 127.0.0.1:{port}; start it with `bash infra/services.sh start {name}`"
     )
+
+
+def missing(reason: str) -> NoReturn:
+    """Skip for ``reason`` (locally), or fail (CI: PYGIGO_REQUIRE_SERVICES=1)."""
     if os.environ.get("PYGIGO_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service missing: {reason}")
     pytest.skip(reason)
@@ -118,10 +125,7 @@ def moto_endpoint() -> Iterator[str]:
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
-        reason = "moto[server] is not installed; pip install -e '.[dev]'"
-        if os.environ.get("PYGIGO_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"required service missing: {reason}")
-        pytest.skip(reason)
+        missing("moto[server] is not installed; pip install -e '.[dev]'")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     saved = {name: os.environ.get(name) for name in _AWS_ENV}
     os.environ.update(_AWS_ENV)

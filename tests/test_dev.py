@@ -67,6 +67,7 @@ def dev_env(tmp_path: Path, marker: str) -> dict[str, str]:
         "PYGIGO_SQLITE_PATH": str(tmp_path / "dev.sqlite3"),
         "PYTHONPATH": str(REPO),
         "PYGIGO_DEV_MARKER": marker,  # lets us find every process of this stack
+        "PYGIGO_METRICS": json.dumps({"enabled": True, "port": None, "token": "dev-test-token"}),
     }
     env.pop("PYGIGO_BROKER_URL", None)
     env.pop("PYGIGO_FUNCTIONS", None)
@@ -110,6 +111,18 @@ def test_dev_stack_serves_private_functions_with_the_curl_line_it_prints_and_sto
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=15) as landing:
             page = landing.read().decode()
         assert "POST /fn/multiply" in page and 'href="/admin/pygigo/invocation/queues/"' in page
+        # The web process's /metrics sums the stack's processes: the worker ran add (its
+        # tallies reach the shared directory within a second).
+        scrape = urllib.request.Request(
+            f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer dev-test-token"}
+        )
+
+        def scraped_add() -> bool:
+            with urllib.request.urlopen(scrape, timeout=15) as response:
+                exposition = response.read().decode()
+            return 'pygigo_messages_succeeded_total{function="add",queue="math"} 1.0' in exposition
+
+        wait_until(scraped_add, timeout=10, what="the worker's run of add in the web's /metrics")
         assert len(processes_with(marker)) >= 4  # dev, web, worker main + child, scheduler
     finally:
         assert interrupt(stack, marker) == 0

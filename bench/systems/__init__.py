@@ -8,4 +8,5 @@ SYSTEMS: dict[str, str] = {
     "raw_client": "bench.systems.raw_client",
     "pygigo": "bench.systems.pygigo_sys",
     "django_tasks": "bench.systems.django_tasks_sys",
+    "pygigo_metrics": "bench.systems.pygigo_metrics_sys",
 }

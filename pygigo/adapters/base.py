@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl, urlsplit
@@ -97,11 +98,16 @@ class Capabilities:
 @dataclasses.dataclass(frozen=True)
 class QueueStats:
     """Message counts of one queue. ``ready``: waiting to run; ``delayed``: waiting for
-    their ETA; ``dead``: dead-lettered. Counts exclude messages held by running workers."""
+    their ETA; ``dead``: dead-lettered. Counts exclude messages held by running workers.
+
+    ``oldest_ready_age_s``: seconds since the oldest ready message was sent (the signal
+    queue-based autoscalers scale on); 0.0 for an empty queue; None where the broker cannot
+    tell (each adapter's docstring says why)."""
 
     ready: int
     delayed: int
     dead: int
+    oldest_ready_age_s: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +185,14 @@ class BrokerURL:
         return self.raw.split("?", 1)[0]
 
 
+def age_s(sent_at_ms: float | None) -> float:
+    """Seconds since ``sent_at_ms`` (epoch milliseconds, Dramatiq's ``message_timestamp``);
+    0.0 when there is no message. Never negative (clocks of two hosts may disagree)."""
+    if sent_at_ms is None:
+        return 0.0
+    return max(0.0, time.time() - sent_at_ms / 1000)
+
+
 def redact(url: str) -> str:
     """The URL with any password replaced, safe for logs and error messages."""
     parts = urlsplit(url)
@@ -226,7 +240,8 @@ class PygigoBroker(dramatiq.Broker):
         raise NotImplementedError
 
     def queue_stats(self, queue_name: str) -> QueueStats:
-        """Message counts of ``queue_name`` (see :class:`QueueStats`)."""
+        """Message counts and oldest ready age of ``queue_name`` (see :class:`QueueStats`).
+        Read-only: it never changes what a consumer receives or when."""
         raise NotImplementedError
 
     def deliveries(self, message: Any) -> int | None:

@@ -1,6 +1,7 @@
 """In-memory broker, for tests and for trying Pygigo in one process.
 
-Features: delays, retries, dead letters (kept in memory), queue stats.
+Features: delays, retries, dead letters (kept in memory), queue stats with the oldest ready
+message's age (read from the head of the in-memory queue).
 Not durable: messages live in this process only, so a worker in another process never sees
 them and a crash loses them. No broker-level priority.
 
@@ -17,13 +18,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Self
 
+from dramatiq import Message
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.stub import StubBroker, _StubConsumer
 from dramatiq.common import dq_name
 from dramatiq.errors import QueueNotFound
 from dramatiq.middleware import Middleware
 
-from .base import BrokerURL, Capabilities, ConfigurationError, Option, PygigoBroker, QueueStats, parse_bool
+from .base import (
+    BrokerURL,
+    Capabilities,
+    ConfigurationError,
+    Option,
+    PygigoBroker,
+    QueueStats,
+    age_s,
+    parse_bool,
+)
 
 
 class MemoryBroker(PygigoBroker, StubBroker):
@@ -59,8 +70,19 @@ class MemoryBroker(PygigoBroker, StubBroker):
         ready = queues[queue_name].qsize() if queue_name in queues else 0
         delayed = queues[dq_name(queue_name)].qsize() if dq_name(queue_name) in queues else 0
         return QueueStats(
-            ready=ready, delayed=delayed, dead=len(self.dead_letters_by_queue.get(queue_name, []))
+            ready=ready,
+            delayed=delayed,
+            dead=len(self.dead_letters_by_queue.get(queue_name, [])),
+            oldest_ready_age_s=age_s(self._head_timestamp(queues.get(queue_name))),
         )
+
+    @staticmethod
+    def _head_timestamp(queue: Any) -> int | None:
+        if queue is None:
+            return None
+        with queue.mutex:  # queue.Queue keeps its items in a deque guarded by this lock
+            head = queue.queue[0] if queue.queue else None
+        return None if head is None else Message.decode(head).message_timestamp
 
 
 class _MemoryConsumer(_StubConsumer):

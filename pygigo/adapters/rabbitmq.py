@@ -8,6 +8,12 @@ are redelivered when its connection closes (at-least-once). A publish that finds
 connection closed (RabbitMQ restarted, or an idle connection dropped by the server) reconnects
 and retries before giving up with ``BrokerUnavailable``.
 
+Queue stats: counts from ``queue.declare(passive)``. AMQP tells no message's age, so the
+oldest ready age is read by peeking at the queue's head (``basic.get`` then ``basic.nack``
+with requeue, on a channel of its own): the message goes back to its place, marked
+redelivered. With priorities on, the head is the oldest message of the highest waiting
+priority, not always the oldest of all.
+
 URL form: ``amqp://user:password@host[:port]/vhost[?option=value&...]`` (vhost ``/`` is
 ``%2F``; ``amqps://`` for TLS).
 
@@ -33,7 +39,7 @@ import pika.exceptions
 from dramatiq.brokers import rabbitmq as dramatiq_rabbitmq
 from dramatiq.middleware import Middleware
 
-from .base import BrokerURL, Capabilities, Option, PygigoBroker, QueueStats, parse_bool
+from .base import BrokerURL, Capabilities, Option, PygigoBroker, QueueStats, age_s, parse_bool
 
 _PIKA_OPTIONS = ("heartbeat", "connection_attempts", "blocked_connection_timeout")
 
@@ -131,7 +137,21 @@ class RabbitmqBroker(PygigoBroker, dramatiq_rabbitmq.RabbitmqBroker):
         with self.translate_errors():
             self.declare_queue(queue_name, ensure=True)
             ready, delayed, dead = self.get_queue_message_counts(queue_name)
-        return QueueStats(ready=ready, delayed=delayed, dead=dead)
+            sent_at = self._peek_timestamp(queue_name) if ready else None
+        return QueueStats(ready=ready, delayed=delayed, dead=dead, oldest_ready_age_s=age_s(sent_at))
+
+    def _peek_timestamp(self, queue_name: str) -> int | None:
+        """The send time of the message at the head of ``queue_name``, put straight back."""
+        channel = self.connection.channel()
+        try:
+            method, _properties, body = channel.basic_get(queue_name, auto_ack=False)
+            if method is None:  # a consumer took it since the count
+                return None
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            return dramatiq.Message.decode(body).message_timestamp
+        finally:
+            if channel.is_open:
+                channel.close()
 
     def delete_queue(self, queue_name: str) -> None:
         """Delete ``queue_name`` with its delay and dead-letter queues (tests, tear-down)."""

@@ -1,7 +1,8 @@
 """Redis broker (Dramatiq's ``RedisBroker`` underneath).
 
 Features: durable queues, delays (held by the worker until due), retries, dead letters
-(kept ``dead_message_ttl_ms``), queue stats. Workers send heartbeats; the messages of a worker
+(kept ``dead_message_ttl_ms``), queue stats with the oldest ready message's age (the head
+of the queue's list). Workers send heartbeats; the messages of a worker
 that stops heart-beating are requeued (at-least-once). No broker-level priority: ``priority``
 orders work only inside one worker's prefetch.
 
@@ -32,7 +33,7 @@ from dramatiq.brokers import redis as dramatiq_redis
 from dramatiq.common import current_millis, dq_name, xq_name
 from dramatiq.middleware import Middleware
 
-from .base import BrokerURL, Capabilities, Option, PygigoBroker, QueueStats
+from .base import BrokerURL, Capabilities, Option, PygigoBroker, QueueStats, age_s
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
 
@@ -126,8 +127,13 @@ class RedisBroker(PygigoBroker, dramatiq_redis.RedisBroker):
             pipe.llen(prefix + queue_name)
             pipe.llen(prefix + dq_name(queue_name))
             pipe.zcard(prefix + xq_name(queue_name))
-            ready, delayed, dead = pipe.execute()
-        return QueueStats(ready=ready, delayed=delayed, dead=dead)
+            pipe.lindex(prefix + queue_name, 0)
+            ready, delayed, dead, head_id = pipe.execute()
+            # Dramatiq keeps a queue as a list of ids (oldest first) and the bodies in a hash.
+            head = self.client.hget(f"{prefix}{queue_name}.msgs", head_id) if head_id else None
+        # head is None also when a worker took the message between the two calls.
+        sent_at = dramatiq.Message.decode(head).message_timestamp if head else None
+        return QueueStats(ready=ready, delayed=delayed, dead=dead, oldest_ready_age_s=age_s(sent_at))
 
 
 class _SweepingConsumer(dramatiq_redis._RedisConsumer):

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 
-from . import queues, store
+from . import dashboard, queues, store
 from .models import ApiKey, Invocation
 
 
@@ -61,8 +61,17 @@ class InvocationAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         # The queue page lives in whichever admin site the project registers Pygigo with
         # (`admin:pygigo-queues`), so the app never mounts an admin of its own.
-        page = path("queues/", self.admin_site.admin_view(self.queues_view), name="pygigo-queues")
-        return [page, *super().get_urls()]
+        # The dashboard likewise (`admin:pygigo-dashboard`).
+        view = self.admin_site.admin_view
+        pages = [
+            path("queues/", view(self.queues_view), name="pygigo-queues"),
+            path("dashboard/", view(self.dashboard_view), name="pygigo-dashboard"),
+            path("dashboard/data/", view(dashboard.data), name="pygigo-dashboard-data"),
+        ]
+        return [*pages, *super().get_urls()]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        return dashboard.page(request, self.admin_site)
 
     def queues_view(self, request: HttpRequest) -> HttpResponse:
         return queues.queues_page(request, self.admin_site)

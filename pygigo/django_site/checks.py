@@ -6,6 +6,7 @@ pygigo.E001    PYGIGO_BROKER_URL is invalid (scheme, options, missing driver)
 pygigo.E002    a PYGIGO_FUNCTIONS module does not import
 pygigo.E003    the signing key is missing, or a public default while DEBUG is off
 pygigo.E004    PYGIGO_MAINTENANCE is invalid
+pygigo.E005    PYGIGO_METRICS is invalid, or on without prometheus_client
 pygigo.W001    invocation tracking is not active in this process's broker
 pygigo.W002    PYGIGO_MAX_BODY_BYTES is above the broker's message size, without claim checks
 pygigo.W003    a schedule names a function no loaded module defines (it fails at each firing)
@@ -19,6 +20,7 @@ Database schedules are read only when the check is run for a database (``manage.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +29,7 @@ from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from pygigo.adapters.base import ConfigurationError, PygigoBroker, PygigoError, build_broker
-from pygigo.platform import maintenance, runtime
+from pygigo.platform import maintenance, metrics, runtime
 from pygigo.platform import settings as pygigo_settings
 from pygigo.platform.registry import registry
 from pygigo.platform.schedules import ScheduleSpec, schedules
@@ -185,6 +187,24 @@ def check_rate_limit_cache(app_configs: Any = None, **kwargs: Any) -> list[check
                 "allows the full rate.",
                 hint="Point PYGIGO_RATE_LIMIT_CACHE at a shared cache (Redis, Memcached or the database).",
                 id="pygigo.W004",
+            )
+        ]
+    return []
+
+
+@checks.register(checks.Tags.compatibility)
+def check_metrics(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """PYGIGO_METRICS: only known keys, and prometheus_client installed when switched on."""
+    try:
+        enabled = metrics.config().enabled
+    except PygigoError as exc:
+        return [checks.Error(str(exc), hint="Fix PYGIGO_METRICS.", id="pygigo.E005")]
+    if enabled and importlib.util.find_spec("prometheus_client") is None:
+        return [
+            checks.Error(
+                "PYGIGO_METRICS is enabled but prometheus_client is not installed.",
+                hint="pip install 'pygigo[metrics]', or switch metrics off.",
+                id="pygigo.E005",
             )
         ]
     return []

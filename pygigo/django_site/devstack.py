@@ -15,9 +15,11 @@ import inspect
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -173,6 +175,10 @@ def run(
     def start(service: Service) -> None:
         service.process = subprocess.Popen(service.argv, start_new_session=True)
 
+    # One Prometheus multiprocess directory for web, worker and scheduler, so the dashboard
+    # and /metrics sum every process of the stack; fresh per run, removed at the end.
+    metrics_dir = tempfile.mkdtemp(prefix="pygigo-dev-metrics-")
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
     try:
         for service in stack:
             start(service)
@@ -182,6 +188,7 @@ def run(
             flush=True,
         )
         print(f"  admin:  {url}admin/  login {login}", flush=True)
+        print(f"  dashboard: {url}admin/pygigo/invocation/dashboard/", flush=True)
         print(f"  API key (development, acts for admin): {api_key}", flush=True)
         curl = example_curl(url, api_key)
         if curl:
@@ -208,3 +215,4 @@ def run(
         return 0
     finally:
         stop(stack)
+        shutil.rmtree(metrics_dir, ignore_errors=True)

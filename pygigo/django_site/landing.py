@@ -1,5 +1,5 @@
 """A small home page for a site serving Pygigo: the functions, and links to the admin, the
-queue page and the OpenAPI document (each only if the project mounts it)."""
+queue page, the dashboard and the OpenAPI document (each only if the project mounts it)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def home(request: HttpRequest) -> HttpResponse:
     links = [
         ("Admin", _url("admin:index")),
         ("Queues", _url("admin:pygigo-queues")),
+        ("Dashboard", _url("admin:pygigo-dashboard")),
         ("OpenAPI document", _url("pygigo-openapi")),
         ("Functions (JSON)", _url("pygigo-functions")),
     ]

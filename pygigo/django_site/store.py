@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from pygigo.adapters.base import BrokerError, BrokerUnavailable
-from pygigo.platform import invocations, runtime
+from pygigo.platform import invocations, metrics, runtime
 from pygigo.platform import settings as pygigo_settings
 from pygigo.platform.envelope import SECRET_HEADERS, Envelope, new_id
 from pygigo.platform.functions import Function
@@ -231,6 +231,9 @@ def cancel(invocation_id: Any) -> bool:
     )
     if updated:
         notify(invocation_id)
+        if families := metrics.families():
+            labels = Invocation.objects.filter(id=invocation_id).values_list("function", "queue").get()
+            families.cancelled.labels(*labels).inc()
     return bool(updated)
 
 

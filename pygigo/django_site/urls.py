@@ -1,21 +1,19 @@
 """Pygigo's HTTP API, for a project to mount: ``path("", include("pygigo.django_site.urls"))``.
 
-The API only: the admin pages register with the project's own admin site."""
+The API plus health (``/healthz``, ``/readyz``) and ``/metrics``: the admin pages register
+with the project's own admin site."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
 from django.urls import path, re_path
 
+from . import observability
 from .api import openapi, views
 
-
-def health(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
-
-
 urlpatterns = [
-    path("healthz", health, name="pygigo-health"),
+    path("healthz", observability.healthz, name="pygigo-health"),
+    path("readyz", observability.readyz, name="pygigo-ready"),
+    path("metrics", observability.metrics_view, name="pygigo-metrics"),
     path("openapi.json", openapi.openapi, name="pygigo-openapi"),
     path("fn", views.functions, name="pygigo-functions"),
     path("fn/<str:name>", views.invoke, name="pygigo-invoke"),

@@ -36,9 +36,11 @@ logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_DiscardedResultFilt
 
 def build_middleware() -> list[Middleware]:
     """Pygigo's message guard first (nothing acts on a message before it is verified, and
-    everything enqueued is signed), Dramatiq's default middleware, the poison guard, then the
-    classes installed apps registered and those named in ``PYGIGO_MIDDLEWARE`` (so storage
-    middleware sees only verified envelopes)."""
+    everything enqueued is signed), Dramatiq's default middleware, the poison guard, the classes
+    installed apps registered and those named in ``PYGIGO_MIDDLEWARE`` (so storage middleware
+    sees only verified envelopes), then the worker heartbeat and, when switched on, metrics
+    (last: they count only what runs)."""
+    from . import liveness, metrics
     from .guard import MessageGuard
     from .poison import PoisonGuard
 
@@ -49,6 +51,14 @@ def build_middleware() -> list[Middleware]:
         except ImportError as exc:
             raise ConfigurationError(f"PYGIGO_MIDDLEWARE entry {path!r} cannot be imported: {exc}") from exc
         middleware.append(cls())
+    heartbeat = liveness.heartbeat_middleware()
+    if heartbeat is not None:
+        middleware.append(heartbeat)
+    families = metrics.families()
+    if families is not None:
+        from .metrics.middleware import MetricsMiddleware
+
+        middleware.append(MetricsMiddleware(families))
     return middleware
 
 

@@ -38,11 +38,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from . import metrics
 from .cron import Misfire, slots_to_fire
 from .registry import registry
 from .schedule_store import ScheduleStore
@@ -58,6 +59,10 @@ DEFAULT_GRACE_S = 10.0
 SKIPPED_SLOTS: Counter[tuple[str, str]] = Counter()
 #: Most skipped slots enumerated per look (a schedule off for months must not stall a tick).
 _SKIP_SCAN_LIMIT = 10_000
+
+#: Missed slots counted per catch-up at most (bounds the work after a long outage of a
+#: very frequent schedule).
+MISSED_COUNT_CAP = 10_000
 
 
 def utc_now() -> datetime:
@@ -154,6 +159,10 @@ class Scheduler:
         except Exception:
             logger.exception("scheduler %s: cannot reach the schedule store to renew the lease", self.holder)
             won = False
+            if families := metrics.families():
+                families.lease_renew_failures.inc()
+        if families := metrics.families():
+            families.scheduler_leader.set(1 if won else 0)
         if won:
             if not was_leader:
                 logger.info("scheduler %s: leader (lease %.1fs)", self.holder, self.lease_s)
@@ -259,6 +268,8 @@ class Scheduler:
                 self._dispatch(spec, slot)
         if len(due) > 1:
             logger.info("schedule %s: %d slot(s) due after downtime (%s)", name, len(due), spec.misfire)
+        if claimed and last is not None and (families := metrics.families()):
+            self._count_misfires(families, spec, last, now, claimed)
         return claimed
 
     def _report_skipped(
@@ -287,6 +298,26 @@ class Scheduler:
             spec.misfire.value,
             reason,
         )
+
+    def _count_misfires(
+        self,
+        families: metrics.Families,
+        spec: ScheduleSpec,
+        last: datetime,
+        now: datetime,
+        claimed: list[datetime],
+    ) -> None:
+        """Slots missed since ``last`` (older than the grace period): fired late (caught up)
+        or not at all (skipped). Counted by the replica whose claim moved ``last`` on, so once."""
+        grace_start = now - timedelta(seconds=self.grace_for(spec))
+        late = sum(1 for slot in claimed if slot < grace_start)
+        missed = len(
+            slots_to_fire(spec.slots, last, grace_start, Misfire.CATCH_UP, catch_up_cap=MISSED_COUNT_CAP)
+        )
+        if late:
+            families.misfires.labels(spec.name, "caught_up").inc(late)
+        if missed > late:
+            families.misfires.labels(spec.name, "skipped").inc(missed - late)
 
     def fire_due(self, now: datetime | None = None) -> dict[str, list[datetime]]:
         """``fire`` every enabled schedule: a new leader's catch-up, and each tick's safety net
@@ -319,6 +350,8 @@ class Scheduler:
             error = f"{type(exc).__name__}: {exc}"
             logger.warning("schedule %s: slot %s failed: %s", spec.name, slot.isoformat(), error)
         else:
+            if families := metrics.families():
+                families.slots_fired.labels(spec.name).inc()
             lateness = (self.clock() - slot).total_seconds()
             logger.debug("schedule %s: slot %s fired %.3fs late", spec.name, slot.isoformat(), lateness)
         try:

@@ -19,9 +19,10 @@ from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from ..adapters.base import ConfigurationError
-from . import runtime, settings
+from . import metrics, runtime, settings
 from .cron import CronSchedule, describe
 from .maintenance import maintenance_schedules
+from .metrics import exposition
 from .schedule_store import ScheduleStore
 from .scheduler import Scheduler, merge_schedules
 from .schedules import ScheduleSpec, schedules
@@ -80,11 +81,20 @@ def run_scheduler(modules: Sequence[str], **overrides: Any) -> int:
     """Run one replica until SIGTERM or SIGINT; returns the exit code."""
     scheduler = build_scheduler(modules, **overrides)
     runtime.get_broker().ping()  # fail fast, before claiming any slot
+    config = metrics.config()
+    if config.enabled and config.port:
+        exposition.serve(config.host, config.port)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     scheduler.run(stop)
     return 0
+
+
+def all_schedules(store: ScheduleStore | None = None) -> dict[str, ScheduleSpec]:
+    """Every schedule by name: built-in maintenance, code (``@pygigo.cron``), database."""
+    builtin = maintenance_schedules(settings.maintenance_overrides())
+    return merge_schedules(builtin, schedules, stored_schedules(store or load_store()))
 
 
 def _when(slot: datetime) -> str:
@@ -132,8 +142,7 @@ def print_schedules(
 ) -> int:
     settings.ensure_django()
     import_modules([*modules, *settings.functions_modules()])
-    builtin = maintenance_schedules(settings.maintenance_overrides())
-    specs = merge_schedules(builtin, schedules, stored_schedules(load_store()))
+    specs = all_schedules()
     out.write(schedule_table(specs, now or datetime.now(UTC), count) + "\n")
     if not specs:
         out.write("(no schedules: name your functions modules, or add rows in the admin)\n")

@@ -16,6 +16,8 @@ Settings:
   PYGIGO_FORWARD_HEADERS  request headers an http envelope carries (default: envelope.headers)
   PYGIGO_FUNCTIONS    modules defining functions, for processes without a command line
   PYGIGO_SCHEDULE_STORE, PYGIGO_SCHEDULER, PYGIGO_MAINTENANCE   the scheduler (see below)
+  PYGIGO_METRICS      Prometheus metrics (off by default; see pygigo.platform.metrics)
+  PYGIGO_HEARTBEAT_DIR, PYGIGO_HEARTBEAT_STALE_S   worker liveness files (see .liveness)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import tempfile
 from typing import Any
 
 from .envelope.headers import DEFAULT_FORWARD_HEADERS
@@ -180,3 +183,21 @@ def functions_modules() -> list[str]:
     """``PYGIGO_FUNCTIONS``: modules that define functions, imported where a process needs the
     registry without naming modules on a command line (e.g. the admin validating a schedule)."""
     return _list("PYGIGO_FUNCTIONS")
+
+
+def metrics_options() -> dict[str, Any]:
+    """``PYGIGO_METRICS``: ``{"enabled": True, ...}`` switches Prometheus metrics on."""
+    return _mapping("PYGIGO_METRICS")
+
+
+def heartbeat_dir() -> str:
+    """``PYGIGO_HEARTBEAT_DIR``: where worker processes keep their liveness files
+    (default ``<temp dir>/pygigo-heartbeats``; an empty string turns them off)."""
+    value = setting("PYGIGO_HEARTBEAT_DIR")
+    return os.path.join(tempfile.gettempdir(), "pygigo-heartbeats") if value is None else str(value)
+
+
+def heartbeat_stale_s() -> float:
+    """``PYGIGO_HEARTBEAT_STALE_S``: seconds after which a worker whose consumers stopped
+    fetching counts as stuck (default 60; longer than the slowest broker's long poll)."""
+    return float(setting("PYGIGO_HEARTBEAT_STALE_S") or 60.0)

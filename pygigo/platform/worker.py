@@ -11,17 +11,22 @@ broker from settings.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dramatiq
 
 from ..adapters.base import ConfigurationError
-from . import runtime, settings, supervisor
+from . import metrics, runtime, settings, supervisor
+from .metrics import exposition
 from .registry import registry
 
 logger = logging.getLogger("pygigo.worker")
@@ -109,23 +114,48 @@ def run_worker(
 
     Returns the exit code (0 after a clean shutdown).
     """
-    preflight(modules, queues)
-    argv = [BOOT, *modules, "--processes", "1", "--threads", str(threads)]
-    argv += ["--worker-shutdown-timeout", str(int(shutdown_timeout_s * 1000))]
-    if queues:
-        argv += ["--queues", *queues]
-    if watch:
-        argv += ["--watch", watch]
-    if log_file:
-        argv += ["--log-file", log_file]
-    argv += ["-v"] * verbose
-    if pid_file:
-        Path(pid_file).write_text(f"{os.getpid()}\n")
-    try:
-        return supervisor.supervise(supervisor.dramatiq_command(argv), processes)
-    finally:
+    with metrics_for_workers() as serve_port:
+        preflight(modules, queues)  # builds the process's metrics: after the directory is set
+        argv = [BOOT, *modules, "--processes", "1", "--threads", str(threads)]
+        argv += ["--worker-shutdown-timeout", str(int(shutdown_timeout_s * 1000))]
+        if queues:
+            argv += ["--queues", *queues]
+        if watch:
+            argv += ["--watch", watch]
+        if log_file:
+            argv += ["--log-file", log_file]
+        argv += ["-v"] * verbose
+        if serve_port:
+            # The supervisor outlives every worker process: it serves their summed metrics.
+            threading.Thread(target=exposition.serve_worker_port, name="pygigo-metrics", daemon=True).start()
         if pid_file:
-            Path(pid_file).unlink(missing_ok=True)
+            Path(pid_file).write_text(f"{os.getpid()}\n")
+        try:
+            return supervisor.supervise(supervisor.dramatiq_command(argv), processes)
+        finally:
+            if pid_file:
+                Path(pid_file).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def metrics_for_workers() -> Iterator[bool]:
+    """With metrics on: a multiprocess directory shared by the worker processes (unless
+    ``PROMETHEUS_MULTIPROC_DIR`` names one already, e.g. shared with the web process). Yields
+    whether this process should serve their sum on the metrics port."""
+    settings.ensure_django()
+    config = metrics.config()
+    if not config.enabled:
+        yield False
+        return
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pygigo-metrics-")
+    try:
+        yield bool(config.port)
+    finally:
+        if own_dir:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            shutil.rmtree(own_dir, ignore_errors=True)
 
 
 def _queue_list(value: str) -> list[str]:

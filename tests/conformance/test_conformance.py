@@ -130,6 +130,29 @@ def test_queue_depth_counts_ready_and_delayed(broker: PygigoBroker) -> None:
     assert (stats.ready, stats.delayed, stats.dead) == (3, 2, 0)
 
 
+def test_oldest_ready_age_grows_while_a_message_waits_and_reading_it_takes_nothing(
+    broker: PygigoBroker,
+) -> None:
+    empty = broker.queue_stats(functions.QUEUE)
+    if broker.scheme == "sqs":  # CloudWatch-only on SQS (see SQSBroker.queue_stats)
+        assert empty.oldest_ready_age_s is None
+        return
+    assert empty.oldest_ready_age_s == 0.0
+    before = time.time()
+    functions.echo.send("aged")
+    wait_until(
+        lambda: (broker.queue_stats(functions.QUEUE).oldest_ready_age_s or 0.0) >= 0.3,
+        what="the waiting message's age to grow",
+    )
+    stats = broker.queue_stats(functions.QUEUE)
+    # Bounded by the time since it was sent (+1 ms: message timestamps are whole ms).
+    assert 0.3 <= (stats.oldest_ready_age_s or 0.0) <= time.time() - before + 0.001
+    assert stats.ready == 1  # peeking (RabbitMQ) put it back
+    with running_worker(broker):
+        record.wait_for("aged", 1)
+    assert broker.queue_stats(functions.QUEUE).oldest_ready_age_s == 0.0
+
+
 @pytest.mark.slow
 def test_worker_killed_mid_task_gets_the_message_again(
     broker: PygigoBroker, case: AdapterCase, worker_env: dict[str, str], tmp_path: Path

@@ -5,7 +5,8 @@ Features: durable queues in one table (``pygigo_db_message``), delays stored in 
 priority (``ORDER BY priority DESC, available_at``), dead letters kept in the database and
 requeued from the Django admin, acked rows deleted at once, leases renewed while a function
 runs (a SIGKILLed worker's messages run again once its lease expires: at-least-once),
-queue stats. Claiming uses ``SELECT … FOR UPDATE SKIP LOCKED`` where the database has it
+queue stats (the oldest ready age counts from when the row became available, i.e. its
+``available_at``: a delayed message's age starts when its delay ends). Claiming uses ``SELECT … FOR UPDATE SKIP LOCKED`` where the database has it
 (PostgreSQL, MySQL 8, MariaDB 10.6) and a conditional ``UPDATE … WHERE state='ready'`` checked
 by row count elsewhere (SQLite). Idle consumers wake on a doorbell: ``LISTEN/NOTIFY`` on
 PostgreSQL (typically a few milliseconds), polling elsewhere.
@@ -310,7 +311,7 @@ class DatabaseBroker(PygigoBroker, _Table):
         return getattr(message, "deliveries", None)  # the row's claim count
 
     def queue_stats(self, queue_name: str) -> QueueStats:
-        from django.db.models import Count, Q
+        from django.db.models import Count, Min, Q
 
         now = timezone.now()
         with self.translate_errors():
@@ -321,9 +322,16 @@ class DatabaseBroker(PygigoBroker, _Table):
                     ready=Count("id", filter=Q(state="ready", available_at__lte=now)),
                     delayed=Count("id", filter=Q(state="ready", available_at__gt=now)),
                     dead=Count("id", filter=Q(state="dead")),
+                    oldest=Min("available_at", filter=Q(state="ready", available_at__lte=now)),
                 )
             )
-        return QueueStats(ready=counts["ready"], delayed=counts["delayed"], dead=counts["dead"])
+        oldest = counts["oldest"]
+        return QueueStats(
+            ready=counts["ready"],
+            delayed=counts["delayed"],
+            dead=counts["dead"],
+            oldest_ready_age_s=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        )
 
 
 #: Driver messages meaning "this database was never created or migrated" (SQLite, PostgreSQL).

@@ -152,7 +152,12 @@ class SQSBroker(PygigoBroker, SQSCore):
 
     def queue_stats(self, queue_name: str) -> QueueStats:
         """Approximate counts (SQS's own, eventually consistent on AWS): ready, delayed (including
-        long delays between hops) and the dead-letter queue's messages."""
+        long delays between hops) and the dead-letter queue's messages.
+
+        ``oldest_ready_age_s`` is None: SQS publishes the oldest message's age only as the
+        CloudWatch metric ``ApproximateAgeOfOldestMessage`` (not through the SQS API), and
+        peeking would count as a receive, moving messages toward the dead-letter queue. Scale
+        on that CloudWatch metric instead."""
 
         def read(url: str, dlq_url: str) -> QueueStats:
             names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]

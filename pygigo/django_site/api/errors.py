@@ -6,7 +6,7 @@ response, anything else a JSON 500 (logged with its traceback) — never Django'
 Codes: ``not_found``, ``function_not_found``, ``not_authenticated``, ``invalid_api_key``,
 ``csrf_failed``, ``malformed_json``, ``bad_arguments``, ``method_not_allowed``, ``payload_too_large``,
 ``rate_limited``, ``idempotency_key_reused``, ``invalid_header``, ``not_cancellable``,
-``no_result``, ``function_failed``, ``internal_error``.
+``no_result``, ``function_failed``, ``internal_error``, ``metrics_disabled``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from pygigo.adapters.base import PygigoError
+from pygigo.platform import metrics
 
 logger = logging.getLogger("pygigo.api")
 
@@ -67,24 +68,34 @@ def method_not_allowed(method: str, allowed: Iterable[str]) -> ApiError:
 
 
 def api_view(view: View) -> View:
-    """Turn ApiError and every unexpected exception into JSON responses."""
+    """Turn ApiError and every unexpected exception into JSON responses; count each answer
+    (when metrics are on) by route pattern, never the raw path, so labels stay bounded."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        try:
-            return view(request, *args, **kwargs)
-        except ApiError as exc:
-            return exc.response()
-        except RequestDataTooBig:
-            from django.conf import settings
-
-            return too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0).response()
-        except Exception:
-            logger.exception("Unhandled error in %s %s", request.method, request.path)
-            return error_response(
-                500,
-                "internal_error",
-                "Pygigo failed to handle this request; the error is logged on the server. Retry later.",
-            )
+        response = _answer(view, request, *args, **kwargs)
+        if families := metrics.families():
+            match = request.resolver_match
+            route = match.route if match is not None else "unmatched"
+            families.http_requests.labels(route, request.method or "?", str(response.status_code)).inc()
+        return response
 
     return wrapper
+
+
+def _answer(view: View, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    try:
+        return view(request, *args, **kwargs)
+    except ApiError as exc:
+        return exc.response()
+    except RequestDataTooBig:
+        from django.conf import settings
+
+        return too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0).response()
+    except Exception:
+        logger.exception("Unhandled error in %s %s", request.method, request.path)
+        return error_response(
+            500,
+            "internal_error",
+            "Pygigo failed to handle this request; the error is logged on the server. Retry later.",
+        )

@@ -28,6 +28,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.views.decorators.csrf import csrf_exempt
 
 from pygigo.adapters.base import MessageTooLarge
+from pygigo.platform import metrics
 from pygigo.platform import settings as pygigo_settings
 from pygigo.platform.envelope import SECRET_HEADERS, Envelope, offload_body
 from pygigo.platform.functions import BadArguments, Function
@@ -259,8 +260,11 @@ def respond(invocation: Invocation, wait_s: float | None) -> HttpResponseBase:
     """202 with the status document, or the result if finished within ``wait_s`` seconds."""
     if wait_s:
         done = store.wait_for(invocation.id, wait_s)
-        if done is not None and done.finished:
-            response = result_response(done)
+        finished = done if done is not None and done.finished else None
+        if families := metrics.families():
+            families.http_wait.labels("fell_back" if finished is None else "answered").inc()
+        if finished is not None:
+            response = result_response(finished)
             response["Preference-Applied"] = f"wait={wait_s:g}"
             return response
     return _accepted(invocation)

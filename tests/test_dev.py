@@ -111,18 +111,18 @@ def test_dev_stack_serves_private_functions_with_the_curl_line_it_prints_and_sto
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=15) as landing:
             page = landing.read().decode()
         assert "POST /fn/multiply" in page and 'href="/admin/pygigo/invocation/queues/"' in page
-        # The web process's /metrics sums the stack's processes: the worker ran add (its
+        # The web process's /metrics sums the stack's processes: the worker ran multiply (its
         # tallies reach the shared directory within a second).
         scrape = urllib.request.Request(
             f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer dev-test-token"}
         )
 
-        def scraped_add() -> bool:
+        def scraped_runs() -> bool:
             with urllib.request.urlopen(scrape, timeout=15) as response:
                 exposition = response.read().decode()
-            return 'pygigo_messages_succeeded_total{function="add",queue="math"} 1.0' in exposition
+            return 'pygigo_messages_succeeded_total{function="multiply",queue="dev-math"}' in exposition
 
-        wait_until(scraped_add, timeout=10, what="the worker's run of add in the web's /metrics")
+        wait_until(scraped_runs, timeout=10, what="the worker's run of multiply in the web's /metrics")
         assert len(processes_with(marker)) >= 4  # dev, web, worker main + child, scheduler
     finally:
         assert interrupt(stack, marker) == 0

@@ -45,8 +45,18 @@ def run_system_checks(*, databases: Sequence[str] = ()) -> None:
     """Django's system checks (Pygigo's among them), as ``manage.py check`` runs them: errors
     stop the start with their hints, warnings and notes are printed and the start goes on."""
     from django.core import checks
+    from django.db import DatabaseError
 
-    messages = [m for m in checks.run_checks(databases=list(databases) or None) if not m.is_silenced()]
+    try:
+        found = checks.run_checks(databases=list(databases) or None)
+    except DatabaseError as exc:
+        # Django 6's model checks open the database (JSONField support): a SQLite file whose
+        # folder is missing fails here, before the broker could say what to run.
+        raise ConfigurationError(
+            f"Cannot open the database ({exc}). Create and migrate it: `pygigo migrate` "
+            "(or `manage.py migrate`)."
+        ) from exc
+    messages = [m for m in found if not m.is_silenced()]
     for message in messages:
         if not message.is_serious():
             print(f"pygigo: {message}", file=sys.stderr)

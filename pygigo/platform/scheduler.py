@@ -60,10 +60,6 @@ SKIPPED_SLOTS: Counter[tuple[str, str]] = Counter()
 #: Most skipped slots enumerated per look (a schedule off for months must not stall a tick).
 _SKIP_SCAN_LIMIT = 10_000
 
-#: Missed slots counted per catch-up at most (bounds the work after a long outage of a
-#: very frequent schedule).
-MISSED_COUNT_CAP = 10_000
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -268,14 +264,18 @@ class Scheduler:
                 self._dispatch(spec, slot)
         if len(due) > 1:
             logger.info("schedule %s: %d slot(s) due after downtime (%s)", name, len(due), spec.misfire)
-        if claimed and last is not None and (families := metrics.families()):
-            self._count_misfires(families, spec, last, now, claimed)
+        if claimed and (families := metrics.families()):
+            # Fired later than the grace period: caught up (the skipped ones are counted above).
+            grace_start = now - timedelta(seconds=self.grace_for(spec))
+            if late := sum(1 for slot in claimed if slot < grace_start):
+                families.misfires.labels(spec.name, "caught_up").inc(late)
         return claimed
 
     def _report_skipped(
         self, spec: ScheduleSpec, after: datetime, now: datetime, due: list[datetime]
     ) -> None:
-        """Log and count the slots in (after, now] the misfire policy does not fire."""
+        """Log and count (``SKIPPED_SLOTS`` and the misfires metric) the slots in (after, now]
+        the misfire policy does not fire."""
         fired = set(due)
         candidates = itertools.islice(spec.slots.slots_between(after, now), _SKIP_SCAN_LIMIT)
         # Slots after the first due one are not missed: they are due, or not due yet.
@@ -289,6 +289,8 @@ class Scheduler:
             Misfire.CATCH_UP: f"beyond catch_up_cap={spec.catch_up_cap}",
         }[spec.misfire]
         SKIPPED_SLOTS[(spec.name, spec.misfire.value)] += len(skipped)
+        if families := metrics.families():
+            families.misfires.labels(spec.name, "skipped").inc(len(skipped))
         logger.warning(
             "schedule %s: skipped %d slot(s) from %s to %s (misfire=%s: %s)",
             spec.name,
@@ -298,26 +300,6 @@ class Scheduler:
             spec.misfire.value,
             reason,
         )
-
-    def _count_misfires(
-        self,
-        families: metrics.Families,
-        spec: ScheduleSpec,
-        last: datetime,
-        now: datetime,
-        claimed: list[datetime],
-    ) -> None:
-        """Slots missed since ``last`` (older than the grace period): fired late (caught up)
-        or not at all (skipped). Counted by the replica whose claim moved ``last`` on, so once."""
-        grace_start = now - timedelta(seconds=self.grace_for(spec))
-        late = sum(1 for slot in claimed if slot < grace_start)
-        missed = len(
-            slots_to_fire(spec.slots, last, grace_start, Misfire.CATCH_UP, catch_up_cap=MISSED_COUNT_CAP)
-        )
-        if late:
-            families.misfires.labels(spec.name, "caught_up").inc(late)
-        if missed > late:
-            families.misfires.labels(spec.name, "skipped").inc(missed - late)
 
     def fire_due(self, now: datetime | None = None) -> dict[str, list[datetime]]:
         """``fire`` every enabled schedule: a new leader's catch-up, and each tick's safety net

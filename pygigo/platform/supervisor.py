@@ -61,10 +61,11 @@ def supervise(argv: Sequence[str], processes: int, *, poll_s: float = 0.2) -> in
         )
     children = [_Child(i, list(argv)) for i in range(processes)]
     stopping = False
+    # The handler only records the signal; the loop forwards it. Forwarding from the handler
+    # raced with a restart: a SIGTERM arriving while Popen ran missed the new child.
+    received: list[int] = []
 
-    def forward(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = stopping or signum != signal.SIGHUP
+    def forward(signum: int) -> None:
         if signum == signal.SIGINT:
             return  # the terminal sent it to the children too
         for child in children:
@@ -72,12 +73,16 @@ def supervise(argv: Sequence[str], processes: int, *, poll_s: float = 0.2) -> in
                 with contextlib.suppress(ProcessLookupError):
                     child.process.send_signal(signum)
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, forward)
+    for stop_or_reload in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(stop_or_reload, lambda signum, frame: received.append(signum))
     for child in children:
         child.start()
     codes: dict[int, int] = {}
     while True:
+        while received:
+            signum = received.pop(0)
+            stopping = stopping or signum != signal.SIGHUP
+            forward(signum)
         now = time.monotonic()
         for child in children:
             assert child.process is not None

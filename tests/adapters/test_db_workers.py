@@ -67,6 +67,10 @@ def workers(
         )
     try:
         yield process
+    except BaseException:
+        # The worker's log is the only account of what it did: show it with the failure.
+        print(f"--- {log} ---\n{log.read_text(errors='replace')[-6000:]}")
+        raise
     finally:
         if process.poll() is None:
             process.terminate()

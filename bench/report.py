@@ -20,7 +20,8 @@ TASK_ENQ_VS_SEND = 0.8
 TASK_DRAIN_VS_SEND = 0.9
 PG_DRAIN_VS_DRAMATIQ_REDIS = 0.5
 SQLITE_DRAIN_MIN = 300.0
-HTTP_FN_VS_BARE = 0.7
+#: POST /fn/noop against the reference view (one INSERT + one publish): issue 14.
+HTTP_FN_VS_REFERENCE = 0.9
 WAIT_P50_REDIS_MS = 15.0
 DRAIN_METRICS_VS_PLAIN = 0.95
 
@@ -215,27 +216,41 @@ def http_tables(results: Sequence[HttpResult], args: Any) -> str:
     out = []
     tp = [r for r in results if r.kind == "throughput"]
     if tp:
-        bare = next((r for r in tp if r.key == "bare" and r.status == "ok"), None)
         body: list[tuple[str, ...]] = []
         notes: list[str] = []
-        for r in tp:
-            if r.status != "ok":
-                body.append((r.label, r.status, "-", "-", "-"))
-                notes.append(f"- {r.label}: {r.status}: {r.note}")
-                continue
-            ratio = _ratio(r.rps, bare.rps if bare else None)
-            verdict = ""
-            if r.key == "fn":
-                ok = ratio is not None and ratio >= HTTP_FN_VS_BARE
-                verdict = _verdict(ratio, ok, f"< {HTTP_FN_VS_BARE}x bare")
-            body.append((r.label, _fmt(r.rps), str(r.errors), _fmt(ratio, True), verdict))
-            if r.note:
-                notes.append(f"- {r.label}: {r.note}")
+        for setup in dict.fromkeys(r.setup for r in tp):
+            rows = [r for r in tp if r.setup == setup]
+            rps = {r.key: r.rps for r in rows if r.status == "ok"}
+            for r in rows:
+                if r.status != "ok":
+                    body.append((setup, r.label, r.status, "-", "-", "-", "-"))
+                    notes.append(f"- {setup}, {r.label}: {r.status}: {r.note}")
+                    continue
+                vs_bare = _ratio(r.rps, rps.get("bare"))
+                vs_reference = _ratio(r.rps, rps.get("reference"))
+                verdict = ""
+                if r.key == "fn":
+                    ok = vs_reference is not None and vs_reference >= HTTP_FN_VS_REFERENCE
+                    verdict = _verdict(vs_reference, ok, f"< {HTTP_FN_VS_REFERENCE}x reference")
+                body.append(
+                    (
+                        setup,
+                        r.label,
+                        _fmt(r.rps),
+                        str(r.errors),
+                        _fmt(vs_bare, True),
+                        _fmt(vs_reference, True) if r.key != "bare" else "",
+                        verdict,
+                    )
+                )
+                if r.note:
+                    notes.append(f"- {setup}, {r.label}: {r.note}")
         title = (
-            f"### HTTP throughput (gunicorn -w 2 sync, DEBUG off, SQLite; {args.http_requests:,} requests per "
+            f"### HTTP throughput (gunicorn -w 2 sync, DEBUG off; {args.http_requests:,} requests per "
             f"endpoint from {args.http_clients} client threads, one connection per request)"
         )
-        out.append(render(title, ("Endpoint", "Requests/s", "Errors", "vs bare", "Target"), body, notes))
+        headers = ("Store, broker", "Endpoint", "Requests/s", "Errors", "vs bare", "vs reference", "Target")
+        out.append(render(title, headers, body, notes))
     lat = [r for r in results if r.kind == "latency"]
     if lat:
         body, notes = [], []

@@ -245,8 +245,11 @@ def accept(
             "idempotency_key_reused",
             f"This Idempotency-Key was already used for function {invocation.function!r}; use a new key.",
         )
-    with waiting.wait_slot(caller_id(request, caller)) as may_wait:
-        response = respond(invocation, wait_s if may_wait else None)
+    if wait_s:
+        with waiting.wait_slot(caller_id(request, caller)) as may_wait:
+            response = respond(invocation, wait_s if may_wait else None)
+    else:
+        response = _accepted(invocation)
     if token:
         response[TOKEN_HEADER] = token
     return response

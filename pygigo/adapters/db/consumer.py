@@ -45,10 +45,9 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 from dramatiq import Message
@@ -57,6 +56,7 @@ from dramatiq.broker import Consumer, MessageProxy
 from ..base import BrokerUnavailable
 from . import doorbell
 from .models import State
+from .statements import Bookkeeping
 
 if TYPE_CHECKING:
     from .broker import DatabaseBroker
@@ -66,9 +66,6 @@ logger = logging.getLogger("pygigo.adapters.db")
 #: Longest a finished message's outcome waits in memory for a claim to share its transaction.
 #: Capped at a tenth of the lease (outcomes are not renewed), so it is always written in time.
 ACK_DELAY_S = 0.005
-
-#: A claimed row: id, body, deliveries (this claim included), priority, available_at.
-_Claimed = tuple[int, str, int, int, Any]
 
 
 class DatabaseMessage(MessageProxy):
@@ -115,10 +112,7 @@ class DatabaseConsumer(Consumer):
         self._buffer: collections.deque[DatabaseMessage] = collections.deque()
         self._next_reap = 0.0
         self._closed = False
-        connection = connections[broker.alias]
-        self._postgres = connection.vendor == "postgresql"
-        self._claim_sql = _claim_sql(connection, broker.model._meta.db_table)
-        self._table = connection.ops.quote_name(broker.model._meta.db_table)
+        self._sql = Bookkeeping(broker.alias, broker.model._meta.db_table, queue_name, broker.owner)
         broker.doorbell.subscribe(queue_name, self._wake)
         self._listener: doorbell.Listener | None = None
         if broker.notify:
@@ -240,17 +234,6 @@ class DatabaseConsumer(Consumer):
                 connection.close()
             raise
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
-        """One transaction for bookkeeping writes. On PostgreSQL without a synchronous WAL
-        flush: losing a claim or an ack in a database crash only means a redelivery, which
-        at-least-once allows; enqueues stay fully durable."""
-        with transaction.atomic(using=self.broker.alias):
-            if self._postgres:
-                with connections[self.broker.alias].cursor() as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            yield
-
     def _exchange(self, room: int) -> int:
         """In one transaction, write the queued outcomes and claim up to ``room`` ready rows
         into the buffer; returns how many were claimed."""
@@ -262,21 +245,23 @@ class DatabaseConsumer(Consumer):
             return 0
         acked = [row_id for row_id, error in done if error is None]
         failed = sorted((error, row_id) for row_id, error in done if error is not None)
+        now = timezone.now()
+        statements = []
+        if acked:
+            statements.append(self._sql.ack(acked))
+        for error, group in itertools.groupby(failed, key=lambda pair: pair[0]):
+            statements.append(self._sql.bury([row_id for _, row_id in group], error, now))
+        if room > 0:
+            statements.append(self._sql.claim(room, now, now + self.broker.lease))
         try:
-            with self._write():
-                deleted = self._delete(acked)
-                now = timezone.now()
-                for error, group in itertools.groupby(failed, key=lambda pair: pair[0]):
-                    self._mine().filter(pk__in=[row_id for _, row_id in group]).update(
-                        state=State.DEAD, dead_at=now, error=error, lease_owner="", lease_expires_at=None
-                    )
-                picked = self._claim(room) if room > 0 else []
+            results = self._sql.run(statements)
         except BaseException:
             with self._lock:  # not written: try again on the next look
                 self._done.extendleft(reversed(done))
                 if done:
                     self._book.done_since = since
             raise
+        deleted = results[0][0] if acked else 0
         if deleted < len(acked):
             logger.warning(
                 "%d message(s) of %r finished after their lease expired; they may run again. "
@@ -284,6 +269,7 @@ class DatabaseConsumer(Consumer):
                 len(acked) - deleted,
                 self.queue_name,
             )
+        picked = results[-1][1] if room > 0 else []
         # The claim statement returns rows in no particular order: restore the queue's.
         picked.sort(key=lambda row: (-row[3], row[4], row[0]))
         with self._lock:
@@ -292,66 +278,6 @@ class DatabaseConsumer(Consumer):
                 message = Message.decode(body.encode("utf-8"))
                 self._buffer.append(DatabaseMessage(message, row_id, deliveries))
         return len(picked)
-
-    def _delete(self, acked: list[int]) -> int:
-        """Delete the acked rows this broker still holds, in one statement; returns how many."""
-        if not acked:
-            return 0
-        marks = ", ".join(["%s"] * len(acked))
-        with connections[self.broker.alias].cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {self._table} WHERE queue_name = %s AND state = %s AND lease_owner = %s"
-                f" AND id IN ({marks})",
-                [self.queue_name, State.CLAIMED.value, self.broker.owner, *acked],
-            )
-            return int(cursor.rowcount)
-
-    def _ready(self, now: datetime) -> Any:
-        return (
-            self.broker.rows()
-            .filter(queue_name=self.queue_name, state=State.READY, available_at__lte=now)
-            .order_by("-priority", "available_at", "id")
-        )
-
-    def _claim(self, room: int) -> list[_Claimed]:
-        """Claim up to ``room`` ready rows (inside the caller's transaction)."""
-        now = timezone.now()
-        connection = connections[self.broker.alias]
-        if self._claim_sql is not None:
-            adapt = connection.ops.adapt_datetimefield_value
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    self._claim_sql,
-                    [
-                        self.queue_name,
-                        State.READY.value,
-                        adapt(now),
-                        room,
-                        State.CLAIMED.value,
-                        self.broker.owner,
-                        adapt(now + self.broker.lease),
-                        State.READY.value,
-                    ],
-                )
-                return list(cursor.fetchall())
-        # No UPDATE … RETURNING: read candidates, then claim them with one conditional UPDATE;
-        # the state check makes a row claimable once, and re-reading by owner proves which
-        # are ours.
-        ids = list(self._ready(now).values_list("id", flat=True)[:room])
-        claimed = (
-            self.broker.rows()
-            .filter(pk__in=ids, state=State.READY)
-            .update(
-                state=State.CLAIMED,
-                lease_owner=self.broker.owner,
-                lease_expires_at=now + self.broker.lease,
-                deliveries=F("deliveries") + 1,
-            )
-        )
-        if not claimed:
-            return []
-        mine = self._mine().filter(pk__in=ids)
-        return list(mine.values_list("id", "body", "deliveries", "priority", "available_at"))
 
     def _seconds_until_next_due(self) -> float | None:
         now = timezone.now()
@@ -416,28 +342,3 @@ class _Heartbeat(threading.Thread):
                     connections[alias].close()
         finally:
             connections[alias].close()
-
-
-def _claim_sql(connection: Any, db_table: str) -> str | None:
-    """The one-statement claim, or None where the database has no ``UPDATE … RETURNING``.
-
-    The candidates are picked in a materialized CTE, so they are chosen (and on PostgreSQL
-    locked, skipping rows other claimers hold) exactly once; the state check in the UPDATE
-    makes a row claimable once whatever the plan.
-    """
-    # SQLite got UPDATE … RETURNING with INSERT … RETURNING (3.35), which Django detects.
-    if (
-        connection.vendor not in ("postgresql", "sqlite")
-        or not connection.features.can_return_columns_from_insert
-    ):
-        return None
-    table = connection.ops.quote_name(db_table)
-    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    return (
-        f"WITH picked AS MATERIALIZED (SELECT id FROM {table}"
-        " WHERE queue_name = %s AND state = %s AND available_at <= %s"
-        f" ORDER BY priority DESC, available_at, id LIMIT %s{lock})"
-        f" UPDATE {table} SET state = %s, lease_owner = %s, lease_expires_at = %s, deliveries = deliveries + 1"
-        " WHERE state = %s AND id IN (SELECT id FROM picked)"
-        " RETURNING id, body, deliveries, priority, available_at"
-    )

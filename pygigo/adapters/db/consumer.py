@@ -13,22 +13,21 @@ Threads and what they touch (each uses its own Django connection):
 * the listener thread (PostgreSQL, ``notify=true``): wakes the consumer on NOTIFY.
 
 Batching. The consumer holds at most ``prefetch`` messages (claimed and not finished), and
-claims only once at least half of that is free, with one statement
-(``WITH picked AS MATERIALIZED (SELECT … LIMIT n [FOR UPDATE SKIP LOCKED]) UPDATE … RETURNING``)
-in the same transaction as one ``DELETE`` for every queued ack (and one ``UPDATE`` per distinct
-error for queued nacks). So while a queue drains, one transaction per half-prefetch of messages
-does all the bookkeeping. When no claim is due, queued outcomes are written at the latest
-``ACK_DELAY_S`` after the first of them was queued (and when the consumer closes): an outcome
-waits milliseconds, far less than a lease, so a finished message is never redelivered for want
-of its ack while its worker lives. Claimed messages not yet handed to Dramatiq are given back
+claims only once at least half of that is free: while a queue drains, one transaction per
+half-prefetch of messages writes every outcome queued since the last claim (one ``DELETE`` for
+the acks, one ``UPDATE`` per distinct error for the nacks) and claims the next batch with one
+``UPDATE … RETURNING`` (:mod:`.statements`; on PostgreSQL the whole transaction is one round
+trip). When no claim is due, queued outcomes are written once the oldest has waited
+``ACK_DELAY_S`` (a tenth of the lease if shorter), and when the consumer closes: an outcome
+waits milliseconds, far less than a lease, so a finished message is not redelivered for want of
+its ack while its worker lives. Claimed messages not yet handed to Dramatiq are given back
 (``requeue``) when the consumer closes.
 
 Guarantees: a row is handed to at most one consumer per lease (claims are atomic: row locks
 with SKIP LOCKED on PostgreSQL; on SQLite the whole statement runs under the database's single
-write lock; elsewhere a conditional UPDATE whose row count proves ownership); an ack deletes the
-row only if this broker still holds it (row id + state + owner), so an ack that lost its lease
-never deletes a redelivered message. A crash before the outcome is written means the message
-runs again after its lease: at-least-once.
+write lock); an ack deletes the row only if this broker still holds it (row id + state +
+owner), so an ack that lost its lease never deletes a redelivered message. A crash before the
+outcome is written means the message runs again after its lease: at-least-once.
 
 Outcomes outlive a consumer: Dramatiq restarts a consumer after a database error and its worker
 threads post outcomes to whichever consumer is current, the closed one included. The messages

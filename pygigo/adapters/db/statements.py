@@ -112,6 +112,7 @@ class Bookkeeping:
             return []
         connection: Any = connections[self.alias]
         results: list[Result] = []
+        # Inside a caller's transaction the statements simply join it (and its durability).
         if self._postgres and not connection.in_atomic_block:
             script = "; ".join(
                 ["SET LOCAL synchronous_commit TO OFF"]

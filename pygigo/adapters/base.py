@@ -29,7 +29,7 @@ import importlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Self
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import dramatiq
 from dramatiq.middleware import Middleware
@@ -60,10 +60,15 @@ __all__ = [
     "PygigoError",
     "QueueMissing",
     "QueueStats",
+    "Redactor",
     "build_broker",
     "known_schemes",
     "load_adapter",
+    "redact",
+    "redact_text",
+    "redactor",
     "register_adapter",
+    "set_redactor",
 ]
 
 
@@ -180,6 +185,11 @@ class BrokerURL:
             options=options,
         )
 
+    @property
+    def redacted(self) -> str:
+        """The URL as it may be printed (no password)."""
+        return redact(self.raw)
+
     def without_query(self) -> str:
         """The URL as the driver should see it: Pygigo's options removed."""
         return self.raw.split("?", 1)[0]
@@ -202,6 +212,51 @@ def redact(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def redact_text(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` replaced, as written and percent-decoded: a
+    driver's error message may quote the URL it was given, or the password it parsed."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return text
+    for form in {password, unquote(password)} if password else ():
+        text = text.replace(form, "***")
+    return text
+
+
+class Redactor:
+    """What of a message may be kept once it has run, or shown to people: the platform knows
+    which arguments are secret (forwarded credentials, fields a function marks sensitive),
+    an adapter does not, so the platform installs its own with :func:`set_redactor`. This
+    default hides nothing.
+
+    Adapters that keep messages after their run (dead letters) store ``message(m)`` and
+    ``text(error, m)``, and any page that shows a stored message shows ``message(m)``.
+    """
+
+    def message(self, message: Any) -> dramatiq.Message[Any]:
+        """``message`` (or a worker's proxy of it) with its secret arguments masked (never
+        signed again: it is for keeping and reading, not for running)."""
+        return message
+
+    def text(self, text: str, message: Any) -> str:
+        """``text`` (an error, a log line) with any secret value of ``message`` masked."""
+        return text
+
+
+_redactor = Redactor()
+
+
+def set_redactor(redactor: Redactor) -> None:
+    global _redactor
+    _redactor = redactor
+
+
+def redactor() -> Redactor:
+    """The process's :class:`Redactor` (the platform's, once it is imported)."""
+    return _redactor
+
+
 class PygigoBroker(dramatiq.Broker):
     """Mixin every adapter's broker derives from (before the Dramatiq broker it extends).
 
@@ -221,12 +276,16 @@ class PygigoBroker(dramatiq.Broker):
 
     #: Where the broker is, for error messages (host:port, never a password).
     endpoint: str = "?"
+    #: The URL it was built from (with its password: print only ``redact(url)``).
+    url: str = ""
 
     @classmethod
     def from_url(cls, url: str, *, middleware: list[Middleware] | None = None) -> Self:
         """Build a broker from ``url``. Performs no I/O: connections open lazily."""
         parsed = BrokerURL.parse(url, cls.url_options)
-        return cls._from_url(parsed, middleware=middleware)
+        broker = cls._from_url(parsed, middleware=middleware)
+        broker.url = url
+        return broker
 
     @classmethod
     def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
@@ -297,7 +356,8 @@ class PygigoBroker(dramatiq.Broker):
 
     def unavailable(self, exc: BaseException) -> BrokerUnavailable:
         return BrokerUnavailable(
-            f"Cannot reach the {self.scheme}:// broker at {self.endpoint} ({type(exc).__name__}: {exc}). "
+            f"Cannot reach the {self.scheme}:// broker at {self.endpoint} "
+            f"({type(exc).__name__}: {redact_text(str(exc), self.url)}). "
             f"Is the server running and reachable? Check PYGIGO_BROKER_URL."
         )
 

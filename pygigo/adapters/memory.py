@@ -46,7 +46,9 @@ class MemoryBroker(PygigoBroker, StubBroker):
     @classmethod
     def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
         if url.netloc or url.path not in ("", "/"):
-            raise ConfigurationError(f"memory:// takes no host or path; got {url.raw!r}. Use 'memory://'.")
+            raise ConfigurationError(
+                f"memory:// takes no host or path; got {url.redacted!r}. Use 'memory://'."
+            )
         return cls(middleware=middleware, fail_fast_default=url.options["fail_fast"])
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> _MemoryConsumer:

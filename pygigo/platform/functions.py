@@ -51,6 +51,10 @@ class FunctionOptions:
     #: The HTTP methods that invoke it (anything else is 405): a GET or an OPTIONS preflight
     #: must not run a function that did not ask for it.
     methods: tuple[str, ...] = ("POST",)
+    #: Names of query parameters, body fields (form or JSON, at any depth) and arguments whose
+    #: values are masked wherever Pygigo keeps or prints an invocation (its record, the admin,
+    #: logs, dead letters); the function itself still receives them.
+    sensitive: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.queue or not self.queue.replace("_", "").replace("-", "").replace(".", "").isalnum():
@@ -70,6 +74,11 @@ class FunctionOptions:
         if isinstance(self.methods, str) or not self.methods:
             raise ConfigurationError(f"methods={self.methods!r}: give a non-empty tuple, e.g. ('POST',).")
         object.__setattr__(self, "methods", tuple(method.upper() for method in self.methods))
+        if isinstance(self.sensitive, str):
+            raise ConfigurationError(
+                f"sensitive={self.sensitive!r}: give a tuple of names, e.g. ('password',)."
+            )
+        object.__setattr__(self, "sensitive", tuple(self.sensitive))
 
     def actor_options(self) -> dict[str, Any]:
         """The options as Dramatiq's middleware reads them (milliseconds)."""
@@ -275,6 +284,7 @@ def function(
     public: bool = False,
     forward_secrets: bool = False,
     methods: tuple[str, ...] = ("POST",),
+    sensitive: tuple[str, ...] = (),
 ) -> Callable[[Callable[P, R]], Function[P, R]]: ...
 
 

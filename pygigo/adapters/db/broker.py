@@ -178,12 +178,12 @@ class DatabaseBroker(PygigoBroker, _Table):
     def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
         if url.path not in ("", "/"):
             raise ConfigurationError(
-                f"db:// takes a database alias, not a path: {url.raw!r}. Use db://<alias>."
+                f"db:// takes a database alias, not a path: {url.redacted!r}. Use db://<alias>."
             )
         alias = url.netloc or "default"
         if alias not in settings.DATABASES:
             raise ConfigurationError(
-                f"No database alias {alias!r} for broker URL {url.raw!r}. Aliases in "
+                f"No database alias {alias!r} for broker URL {url.redacted!r}. Aliases in "
                 f"settings.DATABASES: {', '.join(sorted(settings.DATABASES))}."
             )
         if not apps.ready or not apps.is_installed(APP):

@@ -76,7 +76,7 @@ class SQSBroker(PygigoBroker, SQSCore):
     def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
         if url.netloc or url.path not in ("", "/"):
             raise ConfigurationError(
-                f"sqs:// takes no host or path (got {url.raw!r}): use sqs://?region=…, and "
+                f"sqs:// takes no host or path (got {url.redacted!r}): use sqs://?region=…, and "
                 f"endpoint_url=… for an emulator. Credentials come from the AWS chain, never the URL."
             )
         return cls(middleware=middleware, **dict(url.options))

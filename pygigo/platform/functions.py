@@ -151,6 +151,9 @@ class Function(Generic[P, R]):
                 priority=-self.options.priority,
                 options={**self.options.actor_options(), "throws": (BadArguments,)},
             )
+            from .invocations import ACTOR_LOG_FILTER  # imports this module
+
+            self._actor.logger.addFilter(ACTOR_LOG_FILTER)
             caps = getattr(broker, "capabilities", None)
             self._supports_priority = bool(caps and caps.supports_priority)
             self._broker = broker

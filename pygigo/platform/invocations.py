@@ -122,14 +122,15 @@ class _ActorLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = _state.message
         if message is not None and isinstance(record.args, tuple) and len(record.args) == 2:
-            masked, values = mask_message(message)
-            if values or masked is not message:
+            masked, _ = mask_message(message)
+            if masked is not message:
                 record.args = (masked.args, masked.kwargs)
         return True
 
 
 logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_MessageLogFilter())
-logging.getLogger("dramatiq.actor.Actor").addFilter(_ActorLogFilter())
+#: Added to the logger of every actor Pygigo declares (each actor logs under its own name).
+ACTOR_LOG_FILTER = _ActorLogFilter()
 
 
 class UnknownFunction(EnvelopeError):
@@ -244,7 +245,7 @@ def wire_message(sealed: str, envelope_id: str, queue: str, options: dict[str, A
 def bind(broker: dramatiq.Broker) -> None:
     """Declare the envelope actor on ``broker`` (idempotent; called by ``runtime.set_broker``)."""
     if ENVELOPE_ACTOR not in broker.actors:
-        dramatiq.Actor(
+        actor = dramatiq.Actor(
             _run_envelope,
             broker=broker,
             actor_name=ENVELOPE_ACTOR,
@@ -254,6 +255,7 @@ def bind(broker: dramatiq.Broker) -> None:
             # arguments that do not fit the function.
             options={"throws": (EnvelopeError, BadArguments)},
         )
+        actor.logger.addFilter(ACTOR_LOG_FILTER)
 
 
 # -- running --------------------------------------------------------------------------------

@@ -58,6 +58,15 @@ def test_password_is_redacted_in_errors() -> None:
     assert "***" in str(excinfo.value)
 
 
+def test_a_driver_error_quoting_the_url_is_redacted() -> None:
+    """Drivers may quote the URL or the password they parsed (percent-decoded) in their errors,
+    which end up in `pygigo status`, system checks and logs."""
+    broker = build_broker("amqp://guest:s3cret%2Fpw@127.0.0.1:5672/%2F")
+    error = broker.unavailable(OSError("login to amqp://guest:s3cret%2Fpw@127.0.0.1 as s3cret/pw failed"))
+    assert "s3cret" not in str(error)
+    assert "amqp://guest:***@127.0.0.1 as *** failed" in str(error)
+
+
 def test_options_are_parsed_and_passed_to_the_broker() -> None:
     broker = build_broker("redis://127.0.0.1:6379/3?namespace=abc&heartbeat_timeout_ms=1234")
     assert broker.namespace == "abc"  # type: ignore[attr-defined]

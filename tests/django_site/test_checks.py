@@ -27,6 +27,16 @@ def test_bad_broker_url_is_a_check_error(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "bogus" in error.msg
 
 
+@pytest.mark.parametrize(
+    "url", ["memory://user:s3cret-pw@host", "sqs://key:s3cret-pw@host/?region=eu-west-1"]
+)
+def test_a_broker_url_check_error_never_shows_its_password(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("PYGIGO_BROKER_URL", url)
+    (error,) = check_broker_url()
+    assert error.id == "pygigo.E001"
+    assert "s3cret-pw" not in error.msg and ":***@" in error.msg
+
+
 def test_good_broker_url_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYGIGO_BROKER_URL", "memory://")
     assert check_broker_url() == []

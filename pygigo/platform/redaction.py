@@ -5,7 +5,8 @@ Two kinds of secret travel to a worker, which receives them unchanged:
 * credentials a function asked for (``forward_secrets=True``): the values of the
   :data:`~.envelope.SECRET_HEADERS` (Cookie, Authorization, X-Api-Key, …);
 * values a function marks ``sensitive=("password", …)``: query parameters, body fields (form
-  or JSON, at any depth) and arguments, by name — like Django's ``sensitive_post_parameters``.
+  or JSON, at any depth), URL parameters of a dispatched view (and the path that holds them)
+  and arguments, by name — like Django's ``sensitive_post_parameters``.
 
 Everything kept after the run or shown to people gets a masked copy: the invocation record and
 its admin page, ``db://`` dead letters and their admin page, Dramatiq's log lines about a
@@ -144,6 +145,9 @@ def mask_envelope(
         masked["args"], masked["kwargs"] = masker.arguments(
             function, data.get("args") or (), data.get("kwargs") or {}
         )
+        masked["route_kwargs"] = masker.fields(data.get("route_kwargs") or {})
+        if isinstance(data.get("path"), str):  # a URL parameter is in the path too
+            masked["path"] = scrub(data["path"], masker.values)
     return masked, masker.values
 
 

@@ -154,3 +154,16 @@ def test_forwarded_credentials_are_scrubbed_from_the_error_and_every_log_line(
     assert "upstream refused ***" in logged  # the failure's traceback was logged, scrubbed
     assert raw not in logged and raw not in done.error
     assert "cookie-secret-99" not in logged
+
+
+@override_settings(ROOT_URLCONF="tests.django_site.views")
+def test_a_sensitive_url_parameter_is_masked_in_the_record_and_its_path(
+    broker: PygigoBroker, worker: dramatiq.Worker
+) -> None:
+    accepted = Client().post("/reset/route-secret-123")
+    assert accepted.status_code == 202
+    done = store.wait_for(accepted.json()["id"], 10)
+    assert done is not None and done.status == Status.SUCCEEDED
+    assert "token of 16 characters" in done.result["body"]  # the view got it
+    assert done.envelope["route_kwargs"] == {"token": "***"}
+    assert done.envelope["path"] == "/reset/***"

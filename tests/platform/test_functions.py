@@ -44,6 +44,7 @@ def test_options_map_to_dramatiq_units() -> None:
         ({"queue": "x.XQ"}, "reserved"),
         ({"min_backoff_s": 5, "max_backoff_s": 1}, "min_backoff_s"),
         ({"time_limit_s": 0}, "time_limit_s"),
+        ({"sensitive": "password"}, "tuple of names"),  # a bare string would mask its letters
     ],
 )
 def test_bad_options_fail_at_declaration(kwargs: dict[str, object], message: str) -> None:

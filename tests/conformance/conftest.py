@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import dramatiq
 import pytest
+from django.test import override_settings
 
 from pygigo.adapters.base import Capabilities, PygigoBroker, build_broker
 from pygigo.platform import runtime
@@ -117,9 +118,15 @@ def case(request: pytest.FixtureRequest) -> AdapterCase:
     return adapter_case
 
 
+#: Where results and group barriers live: the suite's workers run in the test process, so the
+#: in-process store is enough here (a Redis store is tested in tests/platform/test_results.py).
+RESULTS_URL = "memory://"
+
+
 @pytest.fixture
 def broker(case: AdapterCase) -> Iterator[PygigoBroker]:
-    built = build_broker(case.url, middleware=runtime.build_middleware())
+    with override_settings(PYGIGO_RESULTS=RESULTS_URL):
+        built = build_broker(case.url, middleware=runtime.build_middleware())
     runtime.set_broker(built)
     for queue in (functions.QUEUE, functions.SLOW_QUEUE):
         built.flush(queue)
@@ -158,5 +165,6 @@ def worker_env(case: AdapterCase) -> dict[str, str]:
     """Environment for a `pygigo worker` subprocess serving the conformance functions."""
     env = dict(os.environ)
     env["PYGIGO_BROKER_URL"] = case.url
+    env["PYGIGO_RESULTS"] = RESULTS_URL
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
     return env

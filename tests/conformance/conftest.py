@@ -66,22 +66,20 @@ def _delete_redis_keys(broker: PygigoBroker) -> None:
         client.delete(*keys)
 
 
-_DB = Capabilities(
-    max_message_bytes=1024 * 1024, supports_priority=True, native_dead_letter=True, redelivery="lease"
-)
+_DB = Capabilities(max_message_bytes=1024 * 1024, supports_priority=True, text_bodies=True)
 ADAPTERS = {
-    "memory": AdapterCase("memory", "memory://", Capabilities(durable=False, redelivery="none")),
+    "memory": AdapterCase("memory", "memory://", Capabilities(durable=False)),
     "redis": AdapterCase(
         "redis",
         f"redis://127.0.0.1:6379/15?namespace=t{RUN}&heartbeat_timeout_ms=2000",
-        Capabilities(redelivery="heartbeat"),
+        Capabilities(),
         "redis",
         _delete_redis_keys,
     ),
     "rabbitmq": AdapterCase(
         "rabbitmq",
         "amqp://guest:guest@127.0.0.1:5672/%2F?max_priority=10",
-        Capabilities(max_message_bytes=16 * 1024 * 1024, supports_priority=True, native_dead_letter=True),
+        Capabilities(max_message_bytes=16 * 1024 * 1024, supports_priority=True),
         "rabbitmq",
         _delete_rabbit_queues,
     ),
@@ -93,12 +91,7 @@ ADAPTERS = {
     "sqs": AdapterCase(
         "sqs",
         "",
-        Capabilities(
-            max_message_bytes=1024 * 1024,
-            max_native_delay_ms=15 * 60 * 1000,
-            native_dead_letter=True,
-            redelivery="visibility",
-        ),
+        Capabilities(max_message_bytes=1024 * 1024, text_bodies=True),
         cleanup=_delete_sqs_queues,
         url_from=("moto_endpoint", _sqs_url),
     ),

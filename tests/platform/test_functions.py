@@ -97,7 +97,7 @@ def test_functions_rebind_when_the_broker_changes() -> None:
 
 
 class PriorityMemoryBroker(MemoryBroker):
-    capabilities = Capabilities(supports_priority=True, durable=False, redelivery="none")
+    capabilities = Capabilities(supports_priority=True, durable=False)
 
 
 def test_priority_becomes_broker_priority_only_where_supported() -> None:

@@ -76,3 +76,13 @@ def fe_hold(key: str) -> str:
     calls.append(key)
     gate.wait(10)
     return key
+
+
+@pygigo.function(queue=QUEUE, public=True, priority=0)
+def fe_low(key: str) -> None:
+    calls.append(f"low:{key}")
+
+
+@pygigo.function(queue=QUEUE, public=True, priority=9)
+def fe_high(key: str) -> None:
+    calls.append(f"high:{key}")

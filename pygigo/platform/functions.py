@@ -5,7 +5,9 @@ can be imported before any broker is configured, and tests can swap brokers.
 
 Units are in option names: ``time_limit_s``, ``min_backoff_s``. Priority follows RabbitMQ and
 Celery: 0 (default) to 9, higher runs first. On brokers with ``supports_priority`` it is a
-broker-level priority; everywhere it also orders work inside one worker's prefetch.
+broker-level priority, carried by every message of the function (tracked and HTTP calls too);
+for ``send`` it also orders work inside one worker's prefetch (envelope messages share one
+internal actor, so there only the broker's order applies).
 """
 
 from __future__ import annotations

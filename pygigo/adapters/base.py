@@ -74,30 +74,30 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class Capabilities:
-    """What a broker can do natively. Checked centrally, before any I/O.
+    """What a broker can do, where it differs between brokers. Each field is checked
+    centrally, so asking for what the broker cannot do fails early and the same way everywhere
+    (how each adapter delays, dead-letters and redelivers is in its module docstring; the
+    conformance suite checks it behaves the same).
 
     Attributes:
       max_message_bytes: largest encoded message the broker accepts, or None for no
-        practical limit. A larger message raises :class:`MessageTooLarge` before sending.
-      max_native_delay_ms: longest delay the broker holds natively, or None for unlimited.
-        Longer delays must still work (the adapter re-delays in steps).
+        practical limit. A larger message raises :class:`MessageTooLarge` before sending;
+        ``manage.py check`` warns when the HTTP body limit is above it (pygigo.W002).
       supports_priority: messages carry a broker-level priority (higher runs first).
-        Without it, ``priority`` still orders work inside one worker's prefetch.
-      native_dead_letter: the broker routes rejected messages to a dead-letter queue itself.
+        Without it, ``priority`` still orders work inside one worker's prefetch, and a
+        per-call priority raises :class:`CapabilityError` (it would be dropped).
       durable: messages survive the death of the process that sent them, and a worker
-        killed mid-task gets its message delivered again (at-least-once).
-      redelivery: how an unacknowledged message comes back after a worker dies:
-        ``"connection"`` (when its connection closes), ``"heartbeat"`` (after the dead
-        worker's heartbeat times out), ``"lease"`` / ``"visibility"`` (after a timeout the
-        worker renews while it runs) or ``"none"``.
+        killed mid-task gets its message delivered again (at-least-once). Without it,
+        ``manage.py check`` warns outside DEBUG (pygigo.W005).
+      text_bodies: the broker stores message bodies as text, so Dramatiq's encoder must
+        produce UTF-8; a binary encoder raises :class:`CapabilityError` when the broker is
+        built (and at send, should it change later).
     """
 
     max_message_bytes: int | None = None
-    max_native_delay_ms: int | None = None
     supports_priority: bool = False
-    native_dead_letter: bool = False
     durable: bool = True
-    redelivery: str = "connection"
+    text_bodies: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,9 +283,29 @@ class PygigoBroker(dramatiq.Broker):
     def from_url(cls, url: str, *, middleware: list[Middleware] | None = None) -> Self:
         """Build a broker from ``url``. Performs no I/O: connections open lazily."""
         parsed = BrokerURL.parse(url, cls.url_options)
+        cls.check_encoder()
         broker = cls._from_url(parsed, middleware=middleware)
         broker.url = url
         return broker
+
+    @classmethod
+    def check_encoder(cls) -> None:
+        """Raise :class:`CapabilityError` if this broker keeps bodies as text and Dramatiq's
+        encoder does not produce it (a msgpack or pickle encoder): refused when configured,
+        not at the first send."""
+        if not cls.capabilities.text_bodies:
+            return
+        probe: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name="probe", actor_name="probe", args=("é",), kwargs={}, options={}
+        )
+        try:
+            probe.encode().decode("utf-8")
+        except UnicodeDecodeError:
+            raise CapabilityError(
+                f"The {cls.scheme}:// broker stores message bodies as text, but the configured Dramatiq "
+                f"encoder ({type(dramatiq.get_encoder()).__name__}) produces binary. Use Dramatiq's "
+                "JSON encoder (Pygigo's default)."
+            ) from None
 
     @classmethod
     def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:

@@ -39,7 +39,7 @@ from .base import (
 
 class MemoryBroker(PygigoBroker, StubBroker):
     scheme = "memory"
-    capabilities = Capabilities(durable=False, redelivery="none")
+    capabilities = Capabilities(durable=False)
     endpoint = "this process"
     url_options = {"fail_fast": Option(parse_bool, True, "join() re-raises an actor's exception")}
 

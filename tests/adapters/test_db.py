@@ -90,12 +90,7 @@ def test_url_options_and_capabilities() -> None:
     assert isinstance(broker, DatabaseBroker)
     assert (broker.alias, broker.lease.total_seconds(), broker.poll_interval_s) == ("default", 7.5, 0.25)
     caps = broker.capabilities
-    assert (caps.durable, caps.redelivery, caps.native_dead_letter, caps.supports_priority) == (
-        True,
-        "lease",
-        True,
-        True,
-    )
+    assert (caps.durable, caps.supports_priority, caps.text_bodies) == (True, True, True)
 
 
 # -- Transactional enqueue ------------------------------------------------------------------

@@ -103,3 +103,13 @@ def fe_charge(amount: int, card: str) -> None:
 def fe_use_token(request: HttpRequest) -> None:
     """Fails quoting the credential it was forwarded."""
     raise PermissionError(f"upstream refused {request.headers['Authorization']}")
+
+
+@pygigo.function(queue=QUEUE, public=True, priority=0)
+def fe_low(key: str) -> None:
+    calls.append(f"low:{key}")
+
+
+@pygigo.function(queue=QUEUE, public=True, priority=9)
+def fe_high(key: str) -> None:
+    calls.append(f"high:{key}")

@@ -124,13 +124,7 @@ class DatabaseBroker(PygigoBroker, _Table):
 
     scheme = "db"
     # Large bodies bloat every claim and the table: over 1 MiB, use the claim-check store.
-    capabilities = Capabilities(
-        max_message_bytes=1024 * 1024,
-        supports_priority=True,
-        native_dead_letter=True,
-        durable=True,
-        redelivery="lease",
-    )
+    capabilities = Capabilities(max_message_bytes=1024 * 1024, supports_priority=True, text_bodies=True)
     url_options = {
         "lease_s": Option(_positive_float, 60.0, "seconds a claimed message stays invisible (renewed)"),
         # Short enough for a snappy `Prefer: wait` on SQLite (no cross-process doorbell there);

@@ -10,11 +10,14 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 
 import dramatiq
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.test import Client
 
 from pygigo.adapters.base import PygigoBroker, build_broker
 from pygigo.platform import runtime
@@ -38,6 +41,15 @@ def broker() -> Iterator[PygigoBroker]:
     yield built
     functions.gate.set()
     runtime.reset()
+
+
+@pytest.fixture
+def admin_client() -> Client:
+    """A test client signed in as a new superuser."""
+    user = get_user_model().objects.create_superuser(f"admin-{uuid.uuid4().hex[:8]}", password="pw")
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 @pytest.fixture

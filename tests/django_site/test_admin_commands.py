@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import io
 import re
-import uuid
 
-import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
 from pygigo.adapters.base import PygigoBroker
 from pygigo.django_site.models import ApiKey, Invocation, Status
-
-
-@pytest.fixture
-def admin_client() -> Client:
-    user = get_user_model().objects.create_superuser(f"admin-{uuid.uuid4().hex[:8]}", password="pw")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _invoke_with_cookie(admin_client: Client) -> Invocation:

@@ -54,14 +54,6 @@ PASSWORD = "hunter2-password"
 TOKEN = "query-token-1234"
 
 
-@pytest.fixture
-def admin_client() -> Client:
-    user = get_user_model().objects.create_superuser(f"admin-{uuid.uuid4().hex[:8]}", password="pw")
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def _formatted(caplog: pytest.LogCaptureFixture) -> str:
     """Every captured record as a handler would print it, traceback included."""
     return "\n".join(logging.Formatter().format(record) for record in caplog.records)

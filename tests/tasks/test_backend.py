@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -190,3 +192,6 @@ def test_a_pygigo_worker_process_runs_the_tasks(broker: PygigoBroker, worker_env
         worker.terminate()
         worker.wait(timeout=30)
     assert worker.returncode == 0
+    # The worker process that ran it (a child of `pygigo worker`'s supervisor): host/pid.
+    ((host, pid),) = {tuple(result.worker_ids[0].split("/")) for result in results}
+    assert host == socket.gethostname()[:64] and int(pid) not in (os.getpid(), worker.pid)

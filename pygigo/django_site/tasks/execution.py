@@ -48,9 +48,8 @@ STATUSES = {
     Status.CANCELLED: TaskResultStatus.FAILED,
 }
 
-#: Pygigo does not record which worker ran an attempt; one entry per attempt keeps
-#: ``TaskResult.attempts`` (``len(worker_ids)``) right.
-WORKER_ID = "pygigo"
+#: An attempt whose worker is not recorded: the row keeps only the last attempt's holder.
+UNKNOWN_WORKER = "unknown"
 
 
 def pygigo_priority(priority: int) -> int:
@@ -107,11 +106,20 @@ def to_result(row: Invocation, task: Task, args: list[Any], kwargs: dict[str, An
         kwargs=kwargs,
         backend=task.backend,
         errors=errors,
-        worker_ids=[WORKER_ID] * row.attempts,
+        worker_ids=worker_ids(row),
     )
     if status == TaskResultStatus.SUCCESSFUL:
         object.__setattr__(result, "_return_value", row.result)
     return result
+
+
+def worker_ids(row: Invocation) -> list[str]:
+    """One entry per attempt (``TaskResult.attempts`` counts them): ``host/pid`` of the worker
+    process that ran the last one (from the row's holder), ``unknown`` for earlier ones."""
+    if not row.attempts:
+        return []
+    last = "/".join(row.holder.split("/")[:2]) if row.holder else UNKNOWN_WORKER
+    return [UNKNOWN_WORKER] * (row.attempts - 1) + [last]
 
 
 def _finish(result: TaskResult, status: Any, **fields: Any) -> None:

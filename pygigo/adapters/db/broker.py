@@ -9,7 +9,8 @@ queue stats (the oldest ready age counts from when the row became available, i.e
 ``available_at``: a delayed message's age starts when its delay ends). Claiming uses ``SELECT … FOR UPDATE SKIP LOCKED`` where the database has it
 (PostgreSQL, MySQL 8, MariaDB 10.6) and a conditional ``UPDATE … WHERE state='ready'`` checked
 by row count elsewhere (SQLite). Idle consumers wake on a doorbell: ``LISTEN/NOTIFY`` on
-PostgreSQL (typically a few milliseconds), polling elsewhere.
+PostgreSQL (typically a few milliseconds), a Unix datagram socket per consumer on SQLite
+(its processes share the machine the file is on), polling elsewhere.
 
 **Transactional enqueue.** Sending inside ``transaction.atomic()`` on the broker's database
 alias makes the message part of the caller's transaction: it becomes visible to workers when
@@ -26,8 +27,9 @@ Options:
                     lease_s/3 while it runs; a dead worker's messages return after it
                     (default 60)
   poll_interval_ms  longest an idle consumer sleeps before looking again (default 100)
-  notify            PostgreSQL: ring a LISTEN/NOTIFY doorbell on enqueue (default true);
-                    ignored on databases without NOTIFY
+  notify            ring a doorbell on enqueue that wakes idle consumers in other processes
+                    (default true): LISTEN/NOTIFY on PostgreSQL, Unix sockets on SQLite;
+                    ignored on other databases
 
 SQLite: use WAL (``PRAGMA journal_mode=WAL``) and, for your own transactions,
 ``"transaction_mode": "IMMEDIATE"`` in ``OPTIONS`` (Pygigo's default site does both); the app
@@ -120,7 +122,7 @@ class DatabaseBroker(PygigoBroker, _Table):
         # Short enough for a snappy `Prefer: wait` on SQLite (no cross-process doorbell there);
         # an idle look is one indexed SELECT.
         "poll_interval_ms": Option(_positive_int, 100, "longest idle sleep between looks (ms)"),
-        "notify": Option(parse_bool, True, "PostgreSQL LISTEN/NOTIFY doorbell (true/false)"),
+        "notify": Option(parse_bool, True, "doorbell for other processes' consumers (true/false)"),
     }
     # ProgrammingError: PostgreSQL's "relation does not exist" (not migrated).
     driver_errors = (django.db.OperationalError, django.db.InterfaceError, django.db.ProgrammingError)
@@ -139,6 +141,7 @@ class DatabaseBroker(PygigoBroker, _Table):
         self.lease = timedelta(seconds=lease_s)
         self.poll_interval_s = poll_interval_ms / 1000
         self.notify = notify and doorbell.can_notify(connections[alias])
+        self.socket_bell = doorbell.SocketDoorbell.for_connection(connections[alias]) if notify else None
         self.queues: dict[str, None] = {}
         self.doorbell = doorbell.LocalDoorbell()
         # Per queue, shared by the consumers Dramatiq restarts (see consumer._Book).
@@ -228,7 +231,7 @@ class DatabaseBroker(PygigoBroker, _Table):
                 for queue_name in queues:
                     doorbell.ring(connection, queue_name)
         for queue_name in queues:
-            transaction.on_commit(functools.partial(self.doorbell.ring, queue_name), using=self.alias)
+            transaction.on_commit(functools.partial(self._ring_after_commit, queue_name), using=self.alias)
         for message in batch:
             self.emit_after("enqueue", message, None)
         return batch
@@ -243,10 +246,16 @@ class DatabaseBroker(PygigoBroker, _Table):
             row.save(using=self.alias, force_insert=True)
             if self.notify:
                 doorbell.ring(connection, message.queue_name)
-        # Same-process consumers: woken at commit (immediately outside a transaction).
-        transaction.on_commit(lambda: self.doorbell.ring(message.queue_name), using=self.alias)
+        transaction.on_commit(lambda: self._ring_after_commit(message.queue_name), using=self.alias)
         self.emit_after("enqueue", message, delay)
         return message
+
+    def _ring_after_commit(self, queue_name: str) -> None:
+        """Consumers in this process, and on SQLite in other processes: at commit (at once
+        outside a transaction), so a woken consumer finds the row."""
+        self.doorbell.ring(queue_name)
+        if self.socket_bell is not None:
+            self.socket_bell.ring(queue_name)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> DatabaseConsumer:
         from .consumer import DatabaseConsumer

@@ -9,7 +9,8 @@ Threads and what they touch (each uses its own Django connection):
   acks share one statement;
 * the heartbeat thread: renews the leases of the messages in flight (handed to a worker
   thread and not yet finished), so a message whose outcome was lost returns after its lease;
-* the listener thread (PostgreSQL, ``notify=true``): wakes the consumer on NOTIFY.
+* the listener thread (``notify=true``): wakes the consumer on NOTIFY (PostgreSQL) or on a ring
+  of the socket doorbell (SQLite), see :mod:`.doorbell`.
 
 Guarantees: a row is handed to at most one consumer per lease (claims are atomic: row locks
 with SKIP LOCKED, or a conditional UPDATE whose row count proves ownership); an ack deletes the
@@ -91,9 +92,15 @@ class DatabaseConsumer(Consumer):
         self._skip_locked = bool(connection.features.has_select_for_update_skip_locked)
         self._postgres = connection.vendor == "postgresql"
         broker.doorbell.subscribe(queue_name, self._wake)
-        self._listener: doorbell.Listener | None = None
+        self._listener: doorbell.Listener | doorbell.SocketListener | None = None
         if broker.notify:
             self._listener = doorbell.Listener(broker.alias, queue_name, self._wake)
+        elif broker.socket_bell is not None:
+            try:
+                self._listener = doorbell.SocketListener(broker.socket_bell, queue_name, self._wake)
+            except OSError as exc:
+                logger.warning("No doorbell for %r (%s); polling it.", queue_name, exc)
+        if self._listener is not None:
             self._listener.start()
         self._heartbeat = _Heartbeat(self)
         self._heartbeat.start()

@@ -10,29 +10,39 @@ never loses it. Without a channel the waiter polls as before (:func:`.store.wait
 
 ``PYGIGO_COMPLETION_URL`` picks the channel:
 
-* unset or ``auto``: the broker's Redis when ``PYGIGO_BROKER_URL`` is ``redis://``/``rediss://``;
-  else LISTEN/NOTIFY when the invocation database is PostgreSQL; else none;
+* unset or ``auto``: ``db://`` when the invocation database is an SQLite file; else the broker's
+  Redis when ``PYGIGO_BROKER_URL`` is ``redis://``/``rediss://``; else ``db://`` when the
+  invocation database is PostgreSQL; else none;
 * ``redis://…`` / ``rediss://…``: Redis pub/sub on that server (e.g. a RabbitMQ or SQS site with a
   Redis at hand);
-* ``db://``: LISTEN/NOTIFY on the invocation database (PostgreSQL only);
+* ``db://``: through the invocation database: LISTEN/NOTIFY on PostgreSQL; on SQLite, whose
+  processes share the machine its file is on, Unix datagram sockets in a directory named after
+  the file (one syscall per notice, no server);
 * ``none``: no notices.
 
 Each invocation has a channel of its own (``pygigo:done:<id>`` on Redis, ``pygigo_done_<id>`` on
-PostgreSQL), so a notice reaches only the process that waits for it, and one nobody waits for
-costs its sender one PUBLISH (NOTIFY) that reaches nobody. A waiter borrows a subscriber
-connection from a small pool of its process (waits are capped per process, see
-:mod:`.api.waiting`) and hands it back afterwards. After a failure a channel is left alone for
-``RETRY_AFTER_S``, by senders and waiters alike, so a channel that is down costs one failed
-attempt per few seconds, not one per invocation.
+PostgreSQL, a socket named ``<id>`` on SQLite), so a notice reaches only the process that waits
+for it, and one nobody waits for costs its sender one PUBLISH (NOTIFY, datagram) that reaches
+nobody. On Redis and PostgreSQL a waiter borrows a subscriber connection from a small pool of its
+process (waits are capped per process, see :mod:`.api.waiting`) and hands it back afterwards.
+After a failure a channel is left alone for ``RETRY_AFTER_S``, by senders and waiters alike, so a
+channel that is down costs one failed attempt per few seconds, not one per invocation.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import logging
+import os
+import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -265,6 +275,60 @@ class PostgresChannel(Channel):
         self._command(conn, "UNLISTEN", key)
 
 
+class SocketChannel(Channel):
+    """Unix datagram sockets for an SQLite invocation database: the waiter binds
+    ``<directory>/<id>``, the sender sends one byte to that path."""
+
+    def __init__(self, database: str) -> None:
+        super().__init__()
+        digest = hashlib.sha1(os.path.realpath(database).encode()).hexdigest()[:16]
+        # Per user and file; short, since a socket path has at most 107 bytes.
+        self.directory = Path(tempfile.gettempdir()) / f"pygigo-done-{os.getuid()}-{digest}"
+        self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sender.setblocking(False)
+
+    def __str__(self) -> str:
+        return f"Unix sockets in {self.directory}"
+
+    def _publish(self, key: str) -> None:
+        try:
+            self._sender.sendto(b"\0", str(self.directory / key))
+        except (FileNotFoundError, ConnectionRefusedError):
+            pass  # nobody waits (or a waiter died and left its socket file)
+        except BlockingIOError:
+            pass  # rung already and not read yet
+
+    @contextmanager
+    def subscription(self, key: str) -> Iterator[Notice | None]:
+        path = self.directory / key
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self.directory.mkdir(mode=0o700, exist_ok=True)
+            sock.bind(str(path))
+        except OSError as exc:
+            sock.close()
+            # Another request of this machine already waits for the same invocation (or one
+            # that died did): this one polls. Anything else disables the channel for a while.
+            if exc.errno != errno.EADDRINUSE:
+                self.failed(exc)
+            yield None
+            return
+        try:
+            yield Notice(self, sock, key)
+        finally:
+            sock.close()
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def wait(self, conn: Any, key: str, timeout_s: float) -> bool:
+        conn.settimeout(timeout_s)
+        try:
+            conn.recv(16)
+        except TimeoutError:
+            return False
+        return True
+
+
 _channels: dict[str, Channel | None] = {}
 _channels_lock = threading.Lock()
 
@@ -274,11 +338,23 @@ def _spec() -> str:
     configured = str(pygigo_settings.setting("PYGIGO_COMPLETION_URL", "") or "auto").strip()
     if configured != "auto":
         return configured
+    database = connections[_alias()]
+    # SQLite first: its sockets cost a syscall where Redis costs a round trip.
+    if _sqlite_file(database) is not None:
+        return "db://"
     broker = pygigo_settings.broker_url()
     if broker.startswith(("redis://", "rediss://")):
         # The broker's own options (namespace, …) mean nothing to a plain Redis client.
         return urlunsplit(urlsplit(broker)._replace(query="", fragment=""))
-    return "db://" if connections[_alias()].vendor == "postgresql" else "none"
+    return "db://" if database.vendor == "postgresql" else "none"
+
+
+def _sqlite_file(database: Any) -> str | None:
+    """The file of an SQLite database (None: another vendor, or in memory)."""
+    name = str(database.settings_dict.get("NAME") or "")
+    if database.vendor != "sqlite" or not name or name == ":memory:" or "mode=memory" in name:
+        return None
+    return name
 
 
 def _alias() -> str:
@@ -294,10 +370,12 @@ def _build(spec: str) -> Channel | None:
         alias = _alias()
         if connections[alias].vendor == "postgresql":
             return PostgresChannel(alias)
+        if (database := _sqlite_file(connections[alias])) is not None:
+            return SocketChannel(database)
         logger.warning(
-            "PYGIGO_COMPLETION_URL=db:// needs PostgreSQL; database %r is %s: waiters poll it.",
+            "PYGIGO_COMPLETION_URL=db:// needs PostgreSQL or an SQLite file; database %r is "
+            "neither: waiters poll it.",
             alias,
-            connections[alias].vendor,
         )
         return None
     if spec != "none":

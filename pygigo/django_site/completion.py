@@ -16,8 +16,8 @@ never loses it. Without a channel the waiter polls as before (:func:`.store.wait
 * ``redis://…`` / ``rediss://…``: Redis pub/sub on that server (e.g. a RabbitMQ or SQS site with a
   Redis at hand);
 * ``db://``: through the invocation database: LISTEN/NOTIFY on PostgreSQL; on SQLite, whose
-  processes share the machine its file is on, Unix datagram sockets in a directory named after
-  the file (one syscall per notice, no server);
+  processes share the machine its file is on, Unix datagram sockets in a directory beside the
+  file, like its ``-wal`` and ``-shm`` files (one syscall per notice, no server);
 * ``none``: no notices.
 
 Each invocation has a channel of its own (``pygigo:done:<id>`` on Redis, ``pygigo_done_<id>`` on
@@ -281,9 +281,7 @@ class SocketChannel(Channel):
 
     def __init__(self, database: str) -> None:
         super().__init__()
-        digest = hashlib.sha1(os.path.realpath(database).encode()).hexdigest()[:16]
-        # Per user and file; short, since a socket path has at most 107 bytes.
-        self.directory = Path(tempfile.gettempdir()) / f"pygigo-done-{os.getuid()}-{digest}"
+        self.directory = _socket_directory(database)
         self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sender.setblocking(False)
 
@@ -327,6 +325,18 @@ class SocketChannel(Channel):
         except TimeoutError:
             return False
         return True
+
+
+def _socket_directory(database: str) -> Path:
+    """Beside the file (``<file>-pygigo-done``), like SQLite's own ``-wal`` and ``-shm`` files,
+    which every process using the file must reach anyway (a container with its own temp dir
+    included); in the temp dir when a socket path there would pass its 107 bytes."""
+    path = os.path.realpath(database)
+    beside = Path(path + "-pygigo-done")
+    if len(str(beside)) + 33 <= 107:  # "/" and a 32-digit id
+        return beside
+    digest = hashlib.sha1(path.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"pygigo-done-{os.getuid()}-{digest}"
 
 
 _channels: dict[str, Channel | None] = {}

@@ -158,7 +158,7 @@ def test_sqlite_socket_doorbell_wakes_a_consumer_of_another_broker() -> None:
 def test_sqlite_doorbell_removes_sockets_their_process_left_behind(tmp_path: Path) -> None:
     bell = doorbell.SocketDoorbell(str(tmp_path / "db.sqlite3"))
     bell.directory.mkdir(mode=0o700, exist_ok=True)
-    stale = bell.directory / f"{doorbell.channel_for(QUEUE)}.dead"
+    stale = bell.directory / f"{doorbell.socket_name(QUEUE)}.dead"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as gone:
         gone.bind(str(stale))  # closed without unlinking, as by a killed process
     rang = threading.Event()

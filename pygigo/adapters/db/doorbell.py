@@ -9,7 +9,7 @@ only makes it fast:
   INSERT (so a rolled-back enqueue rings nothing), and each consumer has a :class:`Listener`
   thread that holds a ``LISTEN`` connection and wakes it;
 * across processes on SQLite (a local file, so its processes share one machine), each consumer
-  has a :class:`SocketListener` thread on a Unix datagram socket in a directory named after the
+  has a :class:`SocketListener` thread on a Unix datagram socket in a directory beside the
   database file, and the sender, once its INSERT committed, sends one byte to each socket of
   the queue (:class:`SocketDoorbell`).
 
@@ -131,14 +131,34 @@ class Listener(threading.Thread):
             conn.close()
 
 
+#: Longest path of a Unix socket (sun_path holds 108 bytes with the terminating NUL).
+_MAX_SOCKET_PATH = 107
+
+
+def socket_name(queue_name: str) -> str:
+    return hashlib.sha1(queue_name.encode()).hexdigest()[:16]
+
+
+def _socket_directory(database: str, suffix: str, longest_name: int) -> Path:
+    """Where the sockets of an SQLite file live: beside it (``<file><suffix>``), like SQLite's
+    own ``-wal`` and ``-shm`` files, which every process using the file must reach anyway (a
+    container with its own temp dir included); in the temp dir when paths there would be too
+    long for a socket."""
+    path = os.path.realpath(database)
+    beside = Path(path + suffix)
+    if len(str(beside)) + 1 + longest_name <= _MAX_SOCKET_PATH:
+        return beside
+    digest = hashlib.sha1(path.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"pygigo{suffix}-{os.getuid()}-{digest}"
+
+
 class SocketDoorbell:
     """Rings the consumers of a queue in every process on this machine that uses the SQLite
     file ``database``: one datagram to each socket its :class:`SocketListener` bound."""
 
     def __init__(self, database: str) -> None:
-        digest = hashlib.sha1(os.path.realpath(database).encode()).hexdigest()[:16]
-        # Per user and file; short, since a socket path has at most 107 bytes.
-        self.directory = Path(tempfile.gettempdir()) / f"pygigo-bell-{os.getuid()}-{digest}"
+        # Socket names: <queue hash (16)>.<listener id (8)>
+        self.directory = _socket_directory(database, "-pygigo-bell", 25)
         self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sender.setblocking(False)
 
@@ -151,7 +171,7 @@ class SocketDoorbell:
         return cls(name)
 
     def ring(self, queue_name: str) -> None:
-        prefix = channel_for(queue_name) + "."
+        prefix = socket_name(queue_name) + "."
         try:
             names = os.listdir(self.directory)
         except OSError:  # no consumer has bound one yet
@@ -178,7 +198,7 @@ class SocketListener(threading.Thread):
 
     def __init__(self, bell: SocketDoorbell, queue_name: str, event: threading.Event) -> None:
         super().__init__(name=f"pygigo-db-bell-{queue_name}", daemon=True)
-        self.path = bell.directory / f"{channel_for(queue_name)}.{uuid.uuid4().hex[:12]}"
+        self.path = bell.directory / f"{socket_name(queue_name)}.{uuid.uuid4().hex[:8]}"
         self.event = event
         self.listening = threading.Event()
         self._halt = threading.Event()

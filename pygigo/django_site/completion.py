@@ -147,9 +147,17 @@ class Channel:
         if not self.up():
             return None
         with self._lock:
-            conn = self._idle.pop() if self._idle else None
+            pooled = self._idle.pop() if self._idle else None
+        if pooled is not None:
+            try:
+                self._subscribe(pooled, key)
+                return pooled
+            except Exception:
+                # Idle connections go stale (the server restarted): a fresh one decides.
+                self._discard(pooled)
+        conn = None
         try:
-            conn = conn if conn is not None else self._connect()
+            conn = self._connect()
             self._subscribe(conn, key)
         except Exception as exc:
             self.failed(exc)

@@ -22,7 +22,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q -rs $(PYTEST_ARGS)
+	$(BIN)/pytest -q -rs --durations=20 $(PYTEST_ARGS)
 
 dev: $(STAMP)
 	PYGIGO_HOME=$(CURDIR)/var $(BIN)/pygigo dev

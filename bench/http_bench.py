@@ -1,18 +1,22 @@
 """HTTP rows: the site served by gunicorn (``-w 2``, sync workers), hit from this process.
 
-* Throughput: ``GET /healthz`` (bare Django JSON view) vs ``POST /fn/noop`` (202 Accepted: record
-  the invocation, enqueue) on the same server, ``requests`` each from ``clients`` threads, one new
+* Throughput, per invocation store (SQLite, PostgreSQL) and broker (Redis, RabbitMQ):
+  ``GET /healthz`` (bare Django JSON view), ``POST /bench/reference`` (the physical limit: one
+  INSERT of an invocation-sized row, one publish; ``bench/http_urls.py``) and ``POST /fn/noop``
+  (202 Accepted) on the same server, ``requests`` each from ``clients`` threads, one new
   connection per request (gunicorn's sync workers close after each response). Two alternating
-  halves per endpoint, so load drift hits both. No worker runs: the 202 path is measured alone.
+  halves per endpoint, so load drift hits all. No worker runs: the accept path is measured alone.
 * Latency: ``POST /fn/noop`` with ``Prefer: wait=5``, sequential, one client; a
   ``pygigo worker bench.http_functions -p 1 -t 4`` runs on the same broker and database, so each
   request is HTTP -> database -> broker -> worker -> database -> HTTP.
 
-Every server gets a fresh migrated SQLite database and a unique queue (``BENCH_QUEUE``).
+Every server gets a fresh migrated database (a SQLite file, or a PostgreSQL schema) and a unique
+queue (``BENCH_QUEUE``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import statistics
@@ -25,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.common import BenchConfig, Progress, WorkerGroup, cleanup
-from bench.services import SqliteFiles, gunicorn
+from bench.services import SqliteFiles, gunicorn, postgres_schema
 
 HTTP_ENV = {
     "DJANGO_DEBUG": "0",
@@ -33,14 +37,17 @@ HTTP_ENV = {
     "PYGIGO_FUNCTIONS": "bench.http_functions",
     "PYGIGO_LOG_LEVEL": "WARNING",
 }
+#: The default site plus the reference view.
+HTTP_SETTINGS = {"DJANGO_SETTINGS_MODULE": "bench.http_settings"}
 WAIT_HEADERS = {"Prefer": "wait=5", "Content-Length": "0"}
 
 
 @dataclass
 class HttpResult:
     kind: str  # "throughput" | "latency"
-    key: str  # throughput: "bare" | "fn"; latency: the broker
+    key: str  # throughput: "bare" | "reference" | "fn"; latency: the broker
     label: str
+    setup: str = ""  # throughput: "<store>, <broker>"
     rps: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
@@ -95,18 +102,20 @@ def hammer(
     return time.perf_counter() - t0, statuses
 
 
-def throughput(cfg: BenchConfig, requests: int, clients: int) -> list[HttpResult]:
+def throughput(cfg: BenchConfig, requests: int, clients: int, setup: str) -> list[HttpResult]:
     endpoints = [
         ("bare", "GET /healthz (bare Django JSON view)", "GET", "/healthz", 200),
-        ("fn", f"POST /fn/noop (202, {cfg.broker})", "POST", "/fn/noop", 202),
+        ("reference", "POST /bench/reference (1 INSERT + 1 publish)", "POST", "/bench/reference", 202),
+        ("fn", "POST /fn/noop (202)", "POST", "/fn/noop", 202),
     ]
     elapsed = dict.fromkeys([e[0] for e in endpoints], 0.0)
     statuses: dict[str, Counter[Any]] = {e[0]: Counter() for e in endpoints}
-    with cleanup(cfg, rabbit_queues=rabbit_queues(cfg)), gunicorn(cfg) as port:
+    queues = [*rabbit_queues(cfg), f"{cfg.queue}_ref"] if cfg.broker == "rabbitmq" else []
+    with cleanup(cfg, rabbit_queues=queues), gunicorn(cfg) as port:
         for _, _, method, path, _ in endpoints:  # warm-up: imports, connections, first queries
             hammer(port, method, path, 50, clients, 0)
         half = requests // 2
-        with Progress("HTTP throughput", 2 * 2 * half) as progress:
+        with Progress(f"HTTP throughput, {setup}", 2 * len(endpoints) * half) as progress:
             for _ in range(2):
                 for key, _, method, path, expect in endpoints:
                     took, seen = hammer(port, method, path, half, clients, expect)
@@ -117,7 +126,7 @@ def throughput(cfg: BenchConfig, requests: int, clients: int) -> list[HttpResult
     for key, label, _, _, expect in endpoints:
         errors = sum(c for s, c in statuses[key].items() if s != expect)
         result = HttpResult(
-            "throughput", key, label, rps=2 * half / elapsed[key], requests=2 * half, errors=errors
+            "throughput", key, label, setup, rps=2 * half / elapsed[key], requests=2 * half, errors=errors
         )
         if errors:
             result.note = f"statuses {dict(statuses[key])}"
@@ -171,8 +180,15 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+STORE_LABELS = {"sqlite": "SQLite store", "postgres": "PostgreSQL store"}
+
+
+def label_of_broker(broker: str) -> str:
+    return {"redis": "Redis", "rabbitmq": "RabbitMQ", "sqlite": "db:// (SQLite)"}.get(broker, broker)
+
+
 def label_of(cfg: BenchConfig) -> str:
-    return {"redis": "Redis", "rabbitmq": "RabbitMQ", "sqlite": "db:// (SQLite)"}.get(cfg.broker, cfg.broker)
+    return label_of_broker(cfg.broker)
 
 
 def rabbit_queues(cfg: BenchConfig) -> list[str]:
@@ -186,7 +202,9 @@ def run(
     urls: dict[str, str],
     redis_url: str,
     sqlite: SqliteFiles,
-    throughput_broker: str | None,
+    postgres_db: str,
+    throughput_brokers: Iterable[str],
+    throughput_stores: Iterable[str],
     latency_brokers: Iterable[str],
     requests: int,
     clients: int,
@@ -195,22 +213,32 @@ def run(
 ) -> list[HttpResult]:
     """All HTTP rows; a failing part becomes an ``error`` row and the rest still runs."""
 
-    def config(broker: str, part: str) -> BenchConfig:
-        env = {**HTTP_ENV, **sqlite.fresh()}
+    def config(broker: str, part: str, store_env: dict[str, str]) -> BenchConfig:
+        env = {**HTTP_ENV, **store_env, **HTTP_SETTINGS}
         return BenchConfig(
             broker, urls[broker], redis_url, f"bench_{run_id}_http_{part}", requests, extra_env=env
         )
 
     results: list[HttpResult] = []
-    if throughput_broker:
-        sys.stderr.write(f"[http] throughput, gunicorn -w 2, broker {throughput_broker}\n")
-        try:
-            results.extend(throughput(config(throughput_broker, "tp"), requests, clients))
-        except Exception as exc:
-            results.append(HttpResult("throughput", "fn", "throughput", status="error", note=repr(exc)[:300]))
+    for store in throughput_stores:
+        for broker in throughput_brokers:
+            setup = f"{STORE_LABELS[store]}, {label_of_broker(broker)}"
+            sys.stderr.write(f"[http] throughput, gunicorn -w 2, {setup}\n")
+            part = f"tp_{store}_{broker}"
+            try:
+                with contextlib.ExitStack() as stack:
+                    if store == "postgres":
+                        store_env = stack.enter_context(postgres_schema(f"{run_id}_{part}", postgres_db))
+                    else:
+                        store_env = sqlite.fresh()
+                    results.extend(throughput(config(broker, part, store_env), requests, clients, setup))
+            except Exception as exc:
+                results.append(
+                    HttpResult("throughput", "fn", "throughput", setup, status="error", note=repr(exc)[:300])
+                )
     for broker in latency_brokers:
         sys.stderr.write(f"[http] Prefer: wait latency, broker {broker}\n")
-        cfg = config(broker, f"wait_{broker}")
+        cfg = config(broker, f"wait_{broker}", sqlite.fresh())
         try:
             results.append(latency(cfg, wait_requests, wait_max_s))
         except Exception as exc:

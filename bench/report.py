@@ -18,9 +18,10 @@ ENQ_VS_PIKA_CONFIRMS = 0.9
 # django.tasks (issue 12): task.enqueue() and its drain against fn.send() on the same broker.
 TASK_ENQ_VS_SEND = 0.8
 TASK_DRAIN_VS_SEND = 0.9
-PG_DRAIN_VS_DRAMATIQ_REDIS = 0.5
-SQLITE_DRAIN_MIN = 300.0
-HTTP_FN_VS_BARE = 0.7
+#: db:// drain vs raw Dramatiq on Redis in the same run (issue 14).
+DB_DRAIN_VS_DRAMATIQ_REDIS = {"postgres": 0.6, "sqlite": 0.5}
+#: POST /fn/noop against the reference view (one INSERT + one publish): issue 14.
+HTTP_FN_VS_REFERENCE = 0.9
 # Prefer: wait round trip (issue 14): (p50, p99) ceilings in ms per broker; None: no ceiling.
 WAIT_TARGETS_MS: dict[str, tuple[float, float | None]] = {
     "redis": (8.0, 25.0),
@@ -143,7 +144,7 @@ DB_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
 def db_table(all_results: Sequence[Result], messages: int) -> str:
-    """Both db:// rows; PostgreSQL's target is relative to raw Dramatiq on Redis in this run."""
+    """Both db:// rows; their targets are relative to raw Dramatiq on Redis in this run."""
     base = next(
         (r for r in all_results if r.broker == "redis" and r.key == "raw_dramatiq" and r.status == "ok"), None
     )
@@ -158,15 +159,11 @@ def db_table(all_results: Sequence[Result], messages: int) -> str:
             notes.append(f"- {label}: {r.status}: {r.note}")
             continue
         verdict = ""
-        if r.key == "pygigo" and r.broker == "sqlite":
-            ok = r.drain_rate is not None and r.drain_rate >= SQLITE_DRAIN_MIN
-            verdict = _verdict(r.drain_rate, ok, f"drain < {SQLITE_DRAIN_MIN:.0f}/s")
-        elif r.key == "pygigo":
+        if r.key == "pygigo":
+            target = DB_DRAIN_VS_DRAMATIQ_REDIS[r.broker]
             ratio = _ratio(r.drain_rate, base_drain)
-            ok = ratio is not None and ratio >= PG_DRAIN_VS_DRAMATIQ_REDIS
-            verdict = (
-                _verdict(ratio, ok, f"drain < {PG_DRAIN_VS_DRAMATIQ_REDIS}x") if base_drain else "no baseline"
-            )
+            ok = ratio is not None and ratio >= target
+            verdict = _verdict(ratio, ok, f"drain < {target}x") if base_drain else "no baseline"
         body.append(
             (
                 label,
@@ -188,7 +185,8 @@ def db_table(all_results: Sequence[Result], messages: int) -> str:
         notes.append(f"- baseline: raw Dramatiq on Redis drained {base_drain:,.0f} msg/s in this run")
     title = f"### db:// broker ({messages:,} no-op messages, worker 2 processes x 8 threads)"
     headers = ("System", "Enqueue msg/s", "Drain msg/s", "Drain/Dramatiq-Redis", "Target")
-    targets = f"- targets: PostgreSQL drain >= {PG_DRAIN_VS_DRAMATIQ_REDIS}x raw Dramatiq on Redis; SQLite drain >= {SQLITE_DRAIN_MIN:.0f} msg/s"
+    pg, sqlite = DB_DRAIN_VS_DRAMATIQ_REDIS["postgres"], DB_DRAIN_VS_DRAMATIQ_REDIS["sqlite"]
+    targets = f"- targets: drain >= {pg}x (PostgreSQL), >= {sqlite}x (SQLite) raw Dramatiq on Redis"
     return render(title, headers, body, [targets, *notes])
 
 
@@ -229,27 +227,41 @@ def http_tables(results: Sequence[HttpResult], args: Any) -> str:
     out = []
     tp = [r for r in results if r.kind == "throughput"]
     if tp:
-        bare = next((r for r in tp if r.key == "bare" and r.status == "ok"), None)
         body: list[tuple[str, ...]] = []
         notes: list[str] = []
-        for r in tp:
-            if r.status != "ok":
-                body.append((r.label, r.status, "-", "-", "-"))
-                notes.append(f"- {r.label}: {r.status}: {r.note}")
-                continue
-            ratio = _ratio(r.rps, bare.rps if bare else None)
-            verdict = ""
-            if r.key == "fn":
-                ok = ratio is not None and ratio >= HTTP_FN_VS_BARE
-                verdict = _verdict(ratio, ok, f"< {HTTP_FN_VS_BARE}x bare")
-            body.append((r.label, _fmt(r.rps), str(r.errors), _fmt(ratio, True), verdict))
-            if r.note:
-                notes.append(f"- {r.label}: {r.note}")
+        for setup in dict.fromkeys(r.setup for r in tp):
+            rows = [r for r in tp if r.setup == setup]
+            rps = {r.key: r.rps for r in rows if r.status == "ok"}
+            for r in rows:
+                if r.status != "ok":
+                    body.append((setup, r.label, r.status, "-", "-", "-", "-"))
+                    notes.append(f"- {setup}, {r.label}: {r.status}: {r.note}")
+                    continue
+                vs_bare = _ratio(r.rps, rps.get("bare"))
+                vs_reference = _ratio(r.rps, rps.get("reference"))
+                verdict = ""
+                if r.key == "fn":
+                    ok = vs_reference is not None and vs_reference >= HTTP_FN_VS_REFERENCE
+                    verdict = _verdict(vs_reference, ok, f"< {HTTP_FN_VS_REFERENCE}x reference")
+                body.append(
+                    (
+                        setup,
+                        r.label,
+                        _fmt(r.rps),
+                        str(r.errors),
+                        _fmt(vs_bare, True),
+                        _fmt(vs_reference, True) if r.key != "bare" else "",
+                        verdict,
+                    )
+                )
+                if r.note:
+                    notes.append(f"- {setup}, {r.label}: {r.note}")
         title = (
-            f"### HTTP throughput (gunicorn -w 2 sync, DEBUG off, SQLite; {args.http_requests:,} requests per "
+            f"### HTTP throughput (gunicorn -w 2 sync, DEBUG off; {args.http_requests:,} requests per "
             f"endpoint from {args.http_clients} client threads, one connection per request)"
         )
-        out.append(render(title, ("Endpoint", "Requests/s", "Errors", "vs bare", "Target"), body, notes))
+        headers = ("Store, broker", "Endpoint", "Requests/s", "Errors", "vs bare", "vs reference", "Target")
+        out.append(render(title, headers, body, notes))
     lat = [r for r in results if r.kind == "latency"]
     if lat:
         body, notes = [], []

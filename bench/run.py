@@ -70,7 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--http-requests", type=int, default=2000, help="requests per endpoint, throughput")
     p.add_argument("--http-clients", type=int, default=4, help="client threads, throughput")
-    p.add_argument("--http-broker", default="redis", help="broker behind POST /fn/noop, throughput")
+    p.add_argument(
+        "--http-brokers", default="redis,rabbitmq", help="brokers behind POST /fn/noop, throughput"
+    )
+    p.add_argument(
+        "--http-stores", default="sqlite,postgres", help="invocation stores (databases), throughput"
+    )
     p.add_argument(
         "--wait-requests", type=int, default=300, help="sequential Prefer: wait requests per broker"
     )
@@ -83,10 +88,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.systems = [s for s in args.systems.split(",") if s]
     args.http = [h for h in args.http.split(",") if h]
     args.wait_brokers = [b for b in args.wait_brokers.split(",") if b]
+    args.http_brokers = [b for b in args.http_brokers.split(",") if b]
+    args.http_stores = [s for s in args.http_stores.split(",") if s]
+    for name in args.http_stores:
+        if name not in http_bench.STORE_LABELS:
+            p.error(f"unknown --http-stores entry {name!r}; choose from {', '.join(http_bench.STORE_LABELS)}")
     for name in args.http:
         if name not in HTTP_PARTS:
             p.error(f"unknown --http part {name!r}; choose from {', '.join(HTTP_PARTS)}")
-    for name in [*args.wait_brokers, args.http_broker]:
+    for name in [*args.wait_brokers, *args.http_brokers]:
         if name not in WAIT_BROKERS:
             p.error(f"unknown HTTP broker {name!r}; choose from {', '.join(WAIT_BROKERS)}")
     for name in args.systems:
@@ -229,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                 urls={**BROKER_URLS, "redis": args.redis_url, "rabbitmq": args.amqp_url},
                 redis_url=args.redis_url,
                 sqlite=sqlite,
-                throughput_broker=args.http_broker if "throughput" in args.http else None,
+                postgres_db=args.postgres_db,
+                throughput_brokers=args.http_brokers if "throughput" in args.http else [],
+                throughput_stores=args.http_stores,
                 latency_brokers=args.wait_brokers if "latency" in args.http else [],
                 requests=args.http_requests,
                 clients=args.http_clients,

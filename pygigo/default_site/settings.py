@@ -101,6 +101,9 @@ if os.environ.get("PYGIGO_POSTGRES_NAME"):
         "PORT": os.environ.get("PYGIGO_POSTGRES_PORT", "5432"),
         "USER": os.environ.get("PYGIGO_POSTGRES_USER", "postgres"),
         "PASSWORD": os.environ.get("PYGIGO_POSTGRES_PASSWORD", ""),
+        # A new connection per request cost more than the accept's INSERT itself.
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
     }
     if os.environ.get("PYGIGO_DEFAULT_DATABASE") == "postgres":
         DATABASES["default"] = DATABASES["postgres"]

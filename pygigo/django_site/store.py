@@ -4,7 +4,8 @@ wait for, cancel, re-run and prune.
 Contract of :func:`submit`: when it returns, the invocation is durably recorded; it has been
 handed to the broker, or — if the broker was unreachable — it stays in the outbox
 (``relayed=False``) and :mod:`pygigo.django_site.outbox` sends it later, by itself. Either way the
-caller may answer ``202 Accepted``.
+caller may answer ``202 Accepted``. Called inside a transaction, the record commits with it and
+the message goes out after the commit.
 """
 
 from __future__ import annotations
@@ -68,9 +69,7 @@ def _send(invocation_id: Any, message: dramatiq.Message[Any], delay_ms: int | No
         runtime.get_broker().enqueue(message, delay=delay_ms)
     except BrokerUnavailable as exc:
         logger.warning("Broker unavailable; invocation %s stays in the outbox: %s", invocation_id, exc)
-        from . import outbox  # imports this module
-
-        outbox.relay_soon()
+        _relay_soon()
         return False
     except BrokerError as exc:
         undeliverable(invocation_id, exc)
@@ -123,27 +122,73 @@ def submit(
         message = message.copy(queue_name=queue or message.queue_name, options=options or {})
     # A message the broker can never take must be refused now, not parked in the outbox.
     runtime.get_broker().check_size(message)
+    row = Invocation(
+        id=uuid.UUID(envelope.id),
+        function=function.name,
+        queue=message.queue_name,
+        kind=envelope.kind,
+        principal=owner,
+        idempotency_key=key,
+        envelope=masked(envelope),
+    )
+    alias = router.db_for_write(Invocation)
     try:
-        with transaction.atomic():
-            invocation = Invocation.objects.create(
-                id=uuid.UUID(envelope.id),
-                function=function.name,
-                queue=message.queue_name,
-                kind=envelope.kind,
-                principal=owner,
-                idempotency_key=key,
-                envelope=masked(envelope),
-                wire=message.args[0],
-            )
+        if transaction.get_connection(alias).in_atomic_block:
+            _record_then_send(row, message, delay_ms, alias)
+        else:
+            _send_before_commit(row, message, delay_ms, alias)
     except IntegrityError:
         if key is None:
             raise
         # Lost a race with a concurrent request carrying the same key: theirs wins.
         return Invocation.objects.get(principal=owner, idempotency_key=key), False
-    # After commit, so a worker never sees a message whose row it cannot read yet (the
-    # caller may be inside ATOMIC_REQUESTS). Outside a transaction this runs right away.
-    transaction.on_commit(lambda: _send(invocation.id, message, delay_ms))
-    return invocation, True
+    return row, True
+
+
+def _send_before_commit(
+    row: Invocation, message: dramatiq.Message[Any], delay_ms: int | None, alias: str
+) -> None:
+    """The fast path, outside any transaction: one INSERT and one publish, sharing a commit.
+
+    The row is inserted, the message published, then the row committed (already flagged
+    relayed): one write per accepted invocation. A worker that gets the message before the
+    commit waits for it (:func:`pygigo.django_site.tracking.accept_settled`); if this process
+    dies or the commit fails before the ``202``, the row never exists and the worker refuses
+    the message, so nothing runs that was not accepted. Only a broker that is down costs a
+    second statement (the row becomes an outbox entry, in the same transaction).
+    """
+    with transaction.atomic(using=alias):
+        row.relayed = True
+        row.save(force_insert=True, using=alias)
+        try:
+            runtime.get_broker().enqueue(message, delay=delay_ms)
+        except BrokerUnavailable as exc:
+            logger.warning("Broker unavailable; invocation %s stays in the outbox: %s", row.id, exc)
+            row.relayed, row.wire = False, message.args[0]
+            Invocation.objects.using(alias).filter(id=row.id).update(relayed=False, wire=row.wire)
+            transaction.on_commit(_relay_soon, using=alias)
+        except BrokerError as exc:
+            undeliverable(row.id, exc)
+            row.refresh_from_db(using=alias)
+
+
+def _record_then_send(
+    row: Invocation, message: dramatiq.Message[Any], delay_ms: int | None, alias: str
+) -> None:
+    """Inside the caller's transaction: the row commits or rolls back with it, and the message
+    goes out only after the commit (``transaction.on_commit``), so a rolled-back transaction
+    never runs anything and a worker never waits on the caller's transaction. Until the send,
+    the row is an outbox entry (``relayed=False``, sealed envelope in ``wire``)."""
+    row.wire = message.args[0]
+    with transaction.atomic(using=alias):
+        row.save(force_insert=True, using=alias)
+    transaction.on_commit(lambda: _send(row.id, message, delay_ms), using=alias)
+
+
+def _relay_soon() -> None:
+    from . import outbox  # imports this module
+
+    outbox.relay_soon()
 
 
 # -- waiting --------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ Transitions, each one UPDATE:
   ``dead`` ("the worker died while running it") and the message is dead-lettered. A delivery
   while the holder is alive (a duplicate) is looked at again after the stale window rather than
   acked away; one of a finished or cancelled invocation is acked without running. A message
-  whose invocation has no row (never recorded, or pruned since it finished) is a replay:
-  refused and dead-lettered.
+  whose invocation has no row is first held until the accepting request's transaction ends
+  (:func:`accept_settled`: the HTTP accept publishes before it commits); still none (the accept
+  never committed, the row was pruned, or a replay) and it is refused and dead-lettered.
 * ``after_process_message``: → succeeded (with the result); on an exception → retrying if
   Dramatiq's Retries middleware will retry it, else ``dead`` when retries were exhausted or
   ``failed`` when none were allowed (non-retryable error, ``max_retries=0``). Written only
@@ -38,7 +39,7 @@ import traceback
 from typing import Any
 
 import dramatiq
-from django.db import close_old_connections
+from django.db import close_old_connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from dramatiq.middleware import Middleware, SkipMessage
@@ -71,6 +72,25 @@ def _error_text(exception: BaseException) -> str:
     return f"{head}\n\n{trace[-(3998 - len(head)) :]}"
 
 
+def accept_settled(invocation_id: str) -> bool:
+    """Wait until the transaction that accepts ``invocation_id`` (if one is in flight) ends;
+    True if its row then exists.
+
+    An INSERT of the same primary key blocks until a concurrent uncommitted INSERT commits or
+    rolls back (PostgreSQL's unique-index wait; SQLite's write lock): no polling, no guessed
+    timeout. The probe row is always rolled back, so a message whose accept never committed
+    leaves nothing behind.
+    """
+    alias = router.db_for_write(Invocation)
+    with transaction.atomic(using=alias):
+        Invocation.objects.using(alias).bulk_create(
+            [Invocation(id=invocation_id, function="", queue="")], ignore_conflicts=True
+        )
+        exists = Invocation.objects.using(alias).filter(id=invocation_id).exclude(function="").exists()
+        transaction.set_rollback(True, using=alias)
+    return exists
+
+
 class InvocationTracker(Middleware):
     """Writes Invocation status transitions (see module docstring)."""
 
@@ -89,18 +109,31 @@ class InvocationTracker(Middleware):
         takeover = heartbeat.stale_holder(now)
         if max_retries is not None:
             takeover &= Q(attempts__lte=max_retries)
-        started = Invocation.objects.filter(Q(status__in=STARTABLE) | takeover, id=envelope.id).update(
-            status=Status.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now, holder=holder
+        rows = Invocation.objects.filter(Q(status__in=STARTABLE) | takeover, id=envelope.id)
+        start = {"status": Status.RUNNING, "attempts": F("attempts") + 1, "started_at": now}
+        start.update(heartbeat_at=now, holder=holder)
+        started = rows.update(**start)
+        row = (
+            None
+            if started
+            else Invocation.objects.filter(id=envelope.id).values_list("status", "holder").first()
         )
+        if row is None and not started:
+            # The accepting request publishes before it commits: wait for its commit, then retry.
+            if not accept_settled(envelope.id):
+                guard.refuse(
+                    message,
+                    f"invocation {envelope.id} is unknown here: never accepted (the accepting "
+                    "request failed before its commit), pruned, or a replay",
+                )
+            started = rows.update(**start)
+            if not started:
+                row = Invocation.objects.filter(id=envelope.id).values_list("status", "holder").first()
         if started:
             _holding.holder = holder
             heartbeat.hold(holder)
             return
-        row = Invocation.objects.filter(id=envelope.id).values_list("status", "holder").first()
-        if row is None:
-            guard.refuse(
-                message, f"invocation {envelope.id} is unknown here (pruned or never recorded): a replay"
-            )
+        assert row is not None  # rows are deleted only once finished, long after their run
         status, old_holder = row
         if status == Status.RUNNING:
             died = Invocation.objects.filter(heartbeat.stale_holder(now), id=envelope.id, holder=old_holder)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import pytest
@@ -249,6 +250,76 @@ def test_graceful_close_gives_back_unstarted_messages(broker: DatabaseBroker, al
     consumer.requeue([taken])
     consumer.close()  # the two still buffered go back too
     assert [(r.state, r.deliveries) for r in rows(alias)] == [(State.READY, 0)] * 3
+
+
+# -- Batches ---------------------------------------------------------------------------------
+
+
+def test_a_claim_takes_a_batch_up_to_the_prefetch_in_queue_order(broker: DatabaseBroker, alias: str) -> None:
+    low = [send(n).message_id for n in range(3)]
+    high = [
+        db_functions.mark.send_with_options(args=("/nonexistent", n), broker_priority=5).message_id
+        for n in (3, 4)
+    ]
+    consumer = broker.consume(QUEUE, prefetch=4, timeout=300)
+    try:
+        got = [next(consumer) for _ in range(4)]
+        # One claim took the prefetch's worth, highest priority first, then in sending order.
+        assert [m.message_id for m in got if m is not None] == [*high, *low[:2]]
+        assert sorted(r.state for r in rows(alias)) == [State.CLAIMED] * 4 + [State.READY]
+        # Less than half the prefetch free: no claim, but the ack is written on its own.
+        consumer.ack(got[0])
+        assert next(consumer) is None
+        assert sorted(r.state for r in rows(alias)) == [State.CLAIMED] * 3 + [State.READY]
+        # Half free: the next claim carries the queued ack.
+        consumer.ack(got[1])
+        last = next(consumer)
+        assert last is not None and last.message_id == low[2]
+        assert [r.state for r in rows(alias)] == [State.CLAIMED] * 3
+        for message in [*got[2:], last]:
+            consumer.ack(message)
+    finally:
+        consumer.close()
+    assert rows(alias) == []
+
+
+def test_outcomes_of_a_batch_are_written_together_at_close(broker: DatabaseBroker, alias: str) -> None:
+    for n in range(4):
+        send(n)
+    consumer = broker.consume(QUEUE, prefetch=4, timeout=2000)
+    got = [next(consumer) for _ in range(4)]
+    assert all(m is not None for m in got)
+    # Two nacks share an error (one statement), one has its own; quotes and SQL-ish text survive.
+    failures = [
+        ValueError("it's 'quoted'; -- not SQL"),
+        ValueError("it's 'quoted'; -- not SQL"),
+        KeyError("k"),
+    ]
+    for message, exc in zip(got[1:], failures, strict=True):
+        message.stuff_exception(exc)
+        message.fail()
+        consumer.nack(message)
+    consumer.ack(got[0])
+    consumer.close()
+    left = rows(alias)
+    assert [(r.message_id, r.state) for r in left] == [(m.message_id, State.DEAD) for m in got[1:]]
+    assert [r.error for r in left] == [f"{type(exc).__name__}: {exc}" for exc in failures]
+
+
+def test_only_databases_with_update_returning_are_accepted() -> None:
+    from types import SimpleNamespace
+
+    from pygigo.adapters.db.statements import supported
+
+    def connection(vendor: str, returning: bool) -> Any:
+        return SimpleNamespace(
+            vendor=vendor, features=SimpleNamespace(can_return_columns_from_insert=returning)
+        )
+
+    assert supported(connection("postgresql", True))
+    assert supported(connection("sqlite", True))
+    assert not supported(connection("sqlite", False))  # SQLite before 3.35
+    assert not supported(connection("mysql", True))
 
 
 # -- Dead letters in the admin ----------------------------------------------------------------

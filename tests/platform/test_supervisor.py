@@ -50,10 +50,12 @@ def test_a_child_waiting_to_restart_is_not_started_after_a_stop(tmp_path: Path) 
         """
         import logging
         class StopWhenBothDied(logging.Handler):
+            died = 0
             def emit(self, record):
                 print(record.getMessage(), file=sys.stderr)
-                if record.getMessage().startswith("pygigo worker: worker process 1"):
-                    os.kill(os.getpid(), signal.SIGTERM)  # both now wait for their restart
+                self.died += " died " in record.getMessage()
+                if self.died == 2:  # both now wait for their restart
+                    os.kill(os.getpid(), signal.SIGTERM)
         supervisor.logger.addHandler(StopWhenBothDied())
         sys.exit(supervisor.supervise(DIES, 2, poll_s=0.05))
         """,

@@ -2,15 +2,31 @@
 
 Features: durable queues in one table (``pygigo_db_message``), delays stored in the database
 (``available_at``: a delayed message survives any worker restart), retries, broker-level
-priority (``ORDER BY priority DESC, available_at``), dead letters kept in the database and
+priority (``ORDER BY priority DESC, available_at, id``), dead letters kept in the database and
 requeued from the Django admin, acked rows deleted at once, leases renewed while a function
 runs (a SIGKILLed worker's messages run again once its lease expires: at-least-once),
 queue stats (the oldest ready age counts from when the row became available, i.e. its
-``available_at``: a delayed message's age starts when its delay ends). Claiming uses ``SELECT … FOR UPDATE SKIP LOCKED`` where the database has it
-(PostgreSQL, MySQL 8, MariaDB 10.6) and a conditional ``UPDATE … WHERE state='ready'`` checked
-by row count elsewhere (SQLite). Idle consumers wake on a doorbell: ``LISTEN/NOTIFY`` on
-PostgreSQL (typically a few milliseconds), a Unix datagram socket per consumer on SQLite
-(its processes share the machine the file is on), polling elsewhere.
+``available_at``: a delayed message's age starts when its delay ends). Idle consumers wake on a
+doorbell: ``LISTEN/NOTIFY`` on PostgreSQL (typically a few milliseconds), a Unix datagram socket
+per consumer on SQLite (its processes share the machine the file is on).
+
+Databases: PostgreSQL, and SQLite 3.35 or later (the broker needs ``UPDATE … RETURNING``);
+others are refused with a ConfigurationError.
+
+**Batching** (details in :mod:`pygigo.adapters.db.consumer` and
+:mod:`pygigo.adapters.db.statements`). A consumer holds at most its Dramatiq ``prefetch``
+(twice the worker threads by default) messages, claimed and not finished, and claims once half
+of that is free: one statement claims the batch (``SELECT … FOR UPDATE SKIP LOCKED`` inside
+``UPDATE … RETURNING`` on PostgreSQL; on SQLite the statement runs under the database's single
+write lock), in the same transaction as one ``DELETE`` of every ack queued since the last
+claim; on PostgreSQL that transaction is a single round trip. Acks and nacks wait in the
+worker process's memory for at most 5 ms (a tenth of the lease if that is shorter) before being written
+on their own, and are written when the consumer closes; unstarted claimed messages are given
+back at close. What this relies on: an outcome not yet written when a worker dies is lost like
+an ack lost in flight (the message runs again after its lease: at-least-once, as before); an
+ack is only written while this broker still holds the row (id, state and owner), so a message
+whose lease expired and was claimed elsewhere is never deleted by the late ack; and the claim
+index ends with ``id``, so a claim reads only its batch, in queue order.
 
 **Transactional enqueue.** Sending inside ``transaction.atomic()`` on the broker's database
 alias makes the message part of the caller's transaction: it becomes visible to workers when
@@ -33,8 +49,8 @@ Options:
 
 SQLite: use WAL (``PRAGMA journal_mode=WAL``) and, for your own transactions,
 ``"transaction_mode": "IMMEDIATE"`` in ``OPTIONS`` (Pygigo's default site does both); the app
-raises every SQLite connection's busy timeout to 30 s. The broker itself only issues
-single-statement writes on SQLite, so workers wait for the write lock instead of failing.
+raises every SQLite connection's busy timeout to 30 s. The broker's own transactions on SQLite
+start with a write, so workers wait for the write lock instead of failing.
 """
 
 from __future__ import annotations
@@ -119,8 +135,8 @@ class DatabaseBroker(PygigoBroker, _Table):
     )
     url_options = {
         "lease_s": Option(_positive_float, 60.0, "seconds a claimed message stays invisible (renewed)"),
-        # Short enough for a snappy `Prefer: wait` on SQLite (no cross-process doorbell there);
-        # an idle look is one indexed SELECT.
+        # The longest a missed doorbell (or a message no doorbell announces: an expired lease,
+        # an admin requeue) waits; an idle look is one indexed SELECT.
         "poll_interval_ms": Option(_positive_int, 100, "longest idle sleep between looks (ms)"),
         "notify": Option(parse_bool, True, "doorbell for other processes' consumers (true/false)"),
     }
@@ -140,6 +156,13 @@ class DatabaseBroker(PygigoBroker, _Table):
         self.alias = alias
         self.lease = timedelta(seconds=lease_s)
         self.poll_interval_s = poll_interval_ms / 1000
+        from .statements import supported
+
+        if not supported(connections[alias]):
+            raise ConfigurationError(
+                f"db:// runs on PostgreSQL or SQLite 3.35+ (it needs UPDATE … RETURNING), not on "
+                f"database {_describe(alias)}."
+            )
         self.notify = notify and doorbell.can_notify(connections[alias])
         self.socket_bell = doorbell.SocketDoorbell.for_connection(connections[alias]) if notify else None
         self.queues: dict[str, None] = {}

@@ -1,22 +1,34 @@
-"""The consumer of one queue: claims rows, hands them to Dramatiq, acks in batches.
+"""The consumer of one queue: claims rows in batches, hands them to Dramatiq, writes outcomes
+in batches.
 
 Threads and what they touch (each uses its own Django connection):
 
-* the consumer thread (``__next__``): claims, flushes queued acks/nacks, requeues expired
+* the consumer thread (``__next__``): claims, writes queued acks/nacks, requeues expired
   leases of its queue;
-* worker threads (``ack``/``nack``): only queue the outcome in memory and wake the consumer,
-  so a function's own connection and transaction are never used for bookkeeping and many
-  acks share one statement;
+* worker threads (``ack``/``nack``): only queue the outcome in memory and, when it matters,
+  wake the consumer, so a function's own connection and transaction are never used for
+  bookkeeping and many outcomes share one statement;
 * the heartbeat thread: renews the leases of the messages in flight (handed to a worker
   thread and not yet finished), so a message whose outcome was lost returns after its lease;
 * the listener thread (``notify=true``): wakes the consumer on NOTIFY (PostgreSQL) or on a ring
   of the socket doorbell (SQLite), see :mod:`.doorbell`.
 
+Batching. The consumer holds at most ``prefetch`` messages (claimed and not finished), and
+claims only once at least half of that is free: while a queue drains, one transaction per
+half-prefetch of messages writes every outcome queued since the last claim (one ``DELETE`` for
+the acks, one ``UPDATE`` per distinct error for the nacks) and claims the next batch with one
+``UPDATE … RETURNING`` (:mod:`.statements`; on PostgreSQL the whole transaction is one round
+trip). When no claim is due, queued outcomes are written once the oldest has waited
+``ACK_DELAY_S`` (a tenth of the lease if shorter), and when the consumer closes: an outcome
+waits milliseconds, far less than a lease, so a finished message is not redelivered for want of
+its ack while its worker lives. Claimed messages not yet handed to Dramatiq are given back
+(``requeue``) when the consumer closes.
+
 Guarantees: a row is handed to at most one consumer per lease (claims are atomic: row locks
-with SKIP LOCKED, or a conditional UPDATE whose row count proves ownership); an ack deletes the
-row only if this broker still holds it (row id + state + owner), so an ack that lost its lease
-never deletes a redelivered message. A crash before the ack flush means the message runs again
-after its lease: at-least-once.
+with SKIP LOCKED on PostgreSQL; on SQLite the whole statement runs under the database's single
+write lock); an ack deletes the row only if this broker still holds it (row id + state +
+owner), so an ack that lost its lease never deletes a redelivered message. A crash before the
+outcome is written means the message runs again after its lease: at-least-once.
 
 Outcomes outlive a consumer: Dramatiq restarts a consumer after a database error and its worker
 threads post outcomes to whichever consumer is current, the closed one included. The messages
@@ -28,14 +40,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 from dramatiq import Message
@@ -44,11 +56,16 @@ from dramatiq.broker import Consumer, MessageProxy
 from ..base import BrokerUnavailable
 from . import doorbell
 from .models import State
+from .statements import Bookkeeping
 
 if TYPE_CHECKING:
     from .broker import DatabaseBroker
 
 logger = logging.getLogger("pygigo.adapters.db")
+
+#: Longest a finished message's outcome waits in memory for a claim to share its transaction.
+#: Capped at a tenth of the lease (outcomes are not renewed), so it is always written in time.
+ACK_DELAY_S = 0.005
 
 
 class DatabaseMessage(MessageProxy):
@@ -68,29 +85,34 @@ class _Book:
         self.lock = threading.Lock()
         self.in_flight: set[int] = set()
         self.done: collections.deque[tuple[int, str | None]] = collections.deque()  # (row, error)
+        #: When the oldest queued outcome was queued (monotonic), None when none is queued.
+        self.done_since: float | None = None
 
 
 class DatabaseConsumer(Consumer):
     """Iterates over claimed messages of ``queue_name``; ``None`` after ``timeout_ms`` idle.
 
-    Holds at most ``prefetch`` messages (claimed and not yet acked) at a time.
+    Holds at most ``prefetch`` messages (claimed and not yet finished) at a time.
     """
 
     def __init__(self, broker: DatabaseBroker, queue_name: str, prefetch: int, timeout_ms: int) -> None:
         self.broker = broker
         self.queue_name = queue_name
         self.prefetch = max(1, prefetch)
+        # Claim when half the prefetch is free: batches of about prefetch/2 (Dramatiq's
+        # default prefetch is twice the worker threads, so a batch is about one per thread),
+        # while the other half keeps the workers busy.
+        self._batch = max(1, self.prefetch // 2)
         self.timeout_s = timeout_ms / 1000
         self.lease_s = broker.lease.total_seconds()
+        self._ack_delay_s = min(ACK_DELAY_S, self.lease_s / 10)
         self._wake = threading.Event()
-        book = broker.books.setdefault(queue_name, _Book())
-        self._lock, self._in_hand, self._done = book.lock, book.in_flight, book.done
+        self._book = broker.books.setdefault(queue_name, _Book())
+        self._lock, self._in_hand, self._done = self._book.lock, self._book.in_flight, self._book.done
         self._buffer: collections.deque[DatabaseMessage] = collections.deque()
         self._next_reap = 0.0
         self._closed = False
-        connection = connections[broker.alias]
-        self._skip_locked = bool(connection.features.has_select_for_update_skip_locked)
-        self._postgres = connection.vendor == "postgresql"
+        self._sql = Bookkeeping(broker.alias, broker.model._meta.db_table, queue_name, broker.owner)
         broker.doorbell.subscribe(queue_name, self._wake)
         self._listener: doorbell.Listener | doorbell.SocketListener | None = None
         if broker.notify:
@@ -113,23 +135,13 @@ class DatabaseConsumer(Consumer):
             # Cleared before looking, so a doorbell rung while we look is not lost.
             self._wake.clear()
             with self._guard():
-                self._flush_done()
-                if self._buffer:
-                    return self._buffer.popleft()
-                self._reap_expired_leases()
-                room = self.prefetch - len(self._in_hand)
-                next_due_s = None
-                if room > 0:
-                    if self._claim(room):
-                        return self._buffer.popleft()
-                    next_due_s = self._seconds_until_next_due()
+                wait = self._step()
+            if self._buffer:
+                return self._buffer.popleft()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            wait = min(remaining, self.broker.poll_interval_s)
-            if next_due_s is not None:
-                wait = min(wait, next_due_s)
-            self._wake.wait(wait)
+            self._wake.wait(min(remaining, wait))
 
     def ack(self, message: MessageProxy) -> None:
         self._finish(message, None)
@@ -152,8 +164,9 @@ class DatabaseConsumer(Consumer):
                 )
 
     def close(self) -> None:
-        """Flush outcomes, give back unstarted messages, stop the helper threads. Messages
-        still running elsewhere keep their rows; their lease expires if nobody acks them."""
+        """Write queued outcomes, give back unstarted messages, stop the helper threads.
+        Messages still running elsewhere keep their rows; their lease expires if nobody acks
+        them."""
         if self._closed:
             return
         self._closed = True
@@ -163,7 +176,7 @@ class DatabaseConsumer(Consumer):
         try:
             self.requeue(())
             with self._guard():
-                self._flush_done()
+                self._exchange(0)
         except BrokerUnavailable as exc:
             logger.warning(
                 "Closing consumer of %r: %s (its messages return after their lease)", self.queue_name, exc
@@ -173,13 +186,40 @@ class DatabaseConsumer(Consumer):
 
     # -- internals ------------------------------------------------------------------------
 
+    def _step(self) -> float:
+        """Write outcomes and claim, as due; returns how long to sleep if nothing came in."""
+        room = self.prefetch - len(self._in_hand)
+        if self._buffer or room < self._batch:
+            # No claim due: write the outcomes only once the oldest has waited long enough.
+            flush_in = self._flush_in()
+            if flush_in is not None and flush_in <= 0:
+                self._exchange(0)
+                flush_in = None
+            return self.broker.poll_interval_s if flush_in is None else flush_in
+        self._reap_expired_leases()
+        if self._exchange(room):
+            return 0.0
+        due_s = self._seconds_until_next_due()
+        return self.broker.poll_interval_s if due_s is None else min(self.broker.poll_interval_s, due_s)
+
+    def _flush_in(self) -> float | None:
+        """Seconds until the queued outcomes must be written (None: nothing queued)."""
+        since = self._book.done_since
+        return None if since is None else since + self._ack_delay_s - time.monotonic()
+
     def _finish(self, message: MessageProxy, error: str | None) -> None:
         # Called from worker threads: record only; the consumer thread writes (batched).
         row_id = message.row_id
         with self._lock:
             self._in_hand.discard(row_id)
             self._done.append((row_id, error))
-        self._wake.set()
+            first = self._book.done_since is None
+            if first:
+                self._book.done_since = time.monotonic()
+            room = self.prefetch - len(self._in_hand)
+        # Wake the consumer to start the flush timer or to claim; other outcomes just queue.
+        if first or room >= self._batch:
+            self._wake.set()
 
     def _mine(self) -> Any:
         """Rows of this queue this broker holds right now."""
@@ -200,37 +240,34 @@ class DatabaseConsumer(Consumer):
                 connection.close()
             raise
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
-        """One transaction for bookkeeping writes. On PostgreSQL without a synchronous WAL
-        flush: losing a claim or an ack in a database crash only means a redelivery, which
-        at-least-once allows; enqueues stay fully durable."""
-        with transaction.atomic(using=self.broker.alias):
-            if self._postgres:
-                with connections[self.broker.alias].cursor() as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            yield
-
-    def _flush_done(self) -> None:
+    def _exchange(self, room: int) -> int:
+        """In one transaction, write the queued outcomes and claim up to ``room`` ready rows
+        into the buffer; returns how many were claimed."""
         with self._lock:
             done = list(self._done)
             self._done.clear()
-        if not done:
-            return
+            since, self._book.done_since = self._book.done_since, None
+        if not done and room <= 0:
+            return 0
         acked = [row_id for row_id, error in done if error is None]
-        failed = [(row_id, error) for row_id, error in done if error is not None]
+        failed = sorted((error, row_id) for row_id, error in done if error is not None)
+        now = timezone.now()
+        statements = []
+        if acked:
+            statements.append(self._sql.ack(acked))
+        for error, group in itertools.groupby(failed, key=lambda pair: pair[0]):
+            statements.append(self._sql.bury([row_id for _, row_id in group], error, now))
+        if room > 0:
+            statements.append(self._sql.claim(room, now, now + self.broker.lease))
         try:
-            with self._write():
-                deleted = self._mine().filter(pk__in=acked).delete()[0] if acked else 0
-                now = timezone.now()
-                for row_id, error in failed:
-                    self._mine().filter(pk=row_id).update(
-                        state=State.DEAD, dead_at=now, error=error, lease_owner="", lease_expires_at=None
-                    )
+            results = self._sql.run(statements)
         except BaseException:
             with self._lock:  # not written: try again on the next look
                 self._done.extendleft(reversed(done))
+                if done:
+                    self._book.done_since = since
             raise
+        deleted = results[0][0] if acked else 0
         if deleted < len(acked):
             logger.warning(
                 "%d message(s) of %r finished after their lease expired; they may run again. "
@@ -238,45 +275,11 @@ class DatabaseConsumer(Consumer):
                 len(acked) - deleted,
                 self.queue_name,
             )
-
-    def _ready(self, now: datetime) -> Any:
-        return (
-            self.broker.rows()
-            .filter(queue_name=self.queue_name, state=State.READY, available_at__lte=now)
-            .order_by("-priority", "available_at", "id")
-        )
-
-    def _claim(self, room: int) -> int:
-        """Claim up to ``room`` ready rows into the buffer; returns how many."""
-        now = timezone.now()
-        claim = {
-            "state": State.CLAIMED,
-            "lease_owner": self.broker.owner,
-            "lease_expires_at": now + self.broker.lease,
-            "deliveries": F("deliveries") + 1,
-        }
-        rows = self.broker.rows()
-        if self._skip_locked:
-            # Row locks: concurrent claimers skip each other's rows instead of waiting.
-            with self._write():
-                locked = self._ready(now).select_for_update(skip_locked=True)
-                picked = [
-                    (pk, body, deliveries + 1)  # as the UPDATE below leaves it
-                    for pk, body, deliveries in locked.values_list("id", "body", "deliveries")[:room]
-                ]
-                if picked:
-                    rows.filter(pk__in=[pk for pk, _, _ in picked]).update(**claim)
-        else:
-            # SQLite: no row locks. Read candidates, then claim them with one conditional
-            # UPDATE; the state check makes a row claimable once, and the row count proves
-            # how many are ours. A single-statement write waits on the busy timeout instead of
-            # failing the way a read-then-write transaction can.
-            ids = list(self._ready(now).values_list("id", flat=True)[:room])
-            if not ids or not rows.filter(pk__in=ids, state=State.READY).update(**claim):
-                return 0
-            picked = list(self._mine().filter(pk__in=ids).values_list("id", "body", "deliveries"))
+        picked = results[-1][1] if room > 0 else []
+        # The claim statement returns rows in no particular order: restore the queue's.
+        picked.sort(key=lambda row: (-row[3], row[4], row[0]))
         with self._lock:
-            for row_id, body, deliveries in picked:
+            for row_id, body, deliveries, _, _ in picked:
                 self._in_hand.add(row_id)
                 message = Message.decode(body.encode("utf-8"))
                 self._buffer.append(DatabaseMessage(message, row_id, deliveries))

@@ -99,7 +99,9 @@ class Message(models.Model):
         indexes = [
             # Claiming: WHERE queue_name=… AND state='ready' AND available_at<=now
             # ORDER BY priority DESC, available_at, id.
-            models.Index(fields=["queue_name", "state", "-priority", "available_at"], name="pygigo_db_claim"),
+            models.Index(
+                fields=["queue_name", "state", "-priority", "available_at", "id"], name="pygigo_db_claim"
+            ),
             # Lease renewal and expiry.
             models.Index(fields=["lease_owner", "state"], name="pygigo_db_owner"),
             models.Index(fields=["state", "lease_expires_at"], name="pygigo_db_lease"),

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -244,8 +245,11 @@ def accept(
             "idempotency_key_reused",
             f"This Idempotency-Key was already used for function {invocation.function!r}; use a new key.",
         )
-    with waiting.wait_slot(caller_id(request, caller)) as may_wait:
-        response = respond(invocation, wait_s if may_wait else None)
+    if wait_s:
+        with waiting.wait_slot(caller_id(request, caller)) as may_wait:
+            response = respond(invocation, wait_s if may_wait else None)
+    else:
+        response = _accepted(invocation)
     if token:
         response[TOKEN_HEADER] = token
     return response
@@ -319,6 +323,9 @@ def _owner_key(request: HttpRequest, caller: Caller) -> str | None:
 
 
 @csrf_exempt
+# The accept commits its row itself, sharing one commit with the publish; under
+# ATOMIC_REQUESTS it would wait for the request's commit, and `Prefer: wait` for ever.
+@transaction.non_atomic_requests
 @api_view
 def invoke(request: HttpRequest, name: str) -> HttpResponseBase:
     function = registry.get(name)

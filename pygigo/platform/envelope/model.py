@@ -35,7 +35,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from ...adapters.errors import PygigoError
@@ -320,7 +320,13 @@ class Envelope:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with every field (lists instead of tuples)."""
-        d = asdict(self)
+        # Not dataclasses.asdict: its recursive deep copy was a tenth of an accept's time.
+        # The mappings are copied one level deep (callers edit the dict, not the values).
+        d = {name: getattr(self, name) for name in _FIELD_NAMES}
+        d["kwargs"] = dict(self.kwargs)
+        d["route_kwargs"] = dict(self.route_kwargs)
+        if self.principal is not None:
+            d["principal"] = dict(self.principal)
         d["args"] = list(self.args)
         d["query"] = [list(p) for p in self.query]
         d["headers"] = [list(p) for p in self.headers]
@@ -359,6 +365,9 @@ class Envelope:
     def decode(cls, data: bytes | str) -> Envelope:
         """Parse :meth:`encode` output. Does not check any signature."""
         return cls.from_dict(parse_json(data))
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Envelope))
 
 
 def canonical_json(obj: Any) -> bytes:

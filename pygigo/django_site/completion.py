@@ -383,7 +383,11 @@ def _alias() -> str:
 
 def _build(spec: str) -> Channel | None:
     if spec.startswith(("redis://", "rediss://")):
-        return RedisChannel(spec)
+        try:
+            return RedisChannel(spec)
+        except ImportError:
+            logger.warning("PYGIGO_COMPLETION_URL is Redis but redis-py is missing: waiters poll.")
+            return None
     if spec == "db://":
         alias = _alias()
         if connections[alias].vendor == "postgresql":

@@ -29,7 +29,7 @@ import importlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Self
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import dramatiq
 from dramatiq.middleware import Middleware
@@ -60,39 +60,44 @@ __all__ = [
     "PygigoError",
     "QueueMissing",
     "QueueStats",
+    "Redactor",
     "build_broker",
     "known_schemes",
     "load_adapter",
+    "redact",
+    "redact_text",
+    "redactor",
     "register_adapter",
+    "set_redactor",
 ]
 
 
 @dataclasses.dataclass(frozen=True)
 class Capabilities:
-    """What a broker can do natively. Checked centrally, before any I/O.
+    """What a broker can do, where it differs between brokers. Each field is checked
+    centrally, so asking for what the broker cannot do fails early and the same way everywhere
+    (how each adapter delays, dead-letters and redelivers is in its module docstring; the
+    conformance suite checks it behaves the same).
 
     Attributes:
       max_message_bytes: largest encoded message the broker accepts, or None for no
-        practical limit. A larger message raises :class:`MessageTooLarge` before sending.
-      max_native_delay_ms: longest delay the broker holds natively, or None for unlimited.
-        Longer delays must still work (the adapter re-delays in steps).
+        practical limit. A larger message raises :class:`MessageTooLarge` before sending;
+        ``manage.py check`` warns when the HTTP body limit is above it (pygigo.W002).
       supports_priority: messages carry a broker-level priority (higher runs first).
-        Without it, ``priority`` still orders work inside one worker's prefetch.
-      native_dead_letter: the broker routes rejected messages to a dead-letter queue itself.
+        Without it, ``priority`` still orders work inside one worker's prefetch, and a
+        per-call priority raises :class:`CapabilityError` (it would be dropped).
       durable: messages survive the death of the process that sent them, and a worker
-        killed mid-task gets its message delivered again (at-least-once).
-      redelivery: how an unacknowledged message comes back after a worker dies:
-        ``"connection"`` (when its connection closes), ``"heartbeat"`` (after the dead
-        worker's heartbeat times out), ``"lease"`` / ``"visibility"`` (after a timeout the
-        worker renews while it runs) or ``"none"``.
+        killed mid-task gets its message delivered again (at-least-once). Without it,
+        ``manage.py check`` warns outside DEBUG (pygigo.W005).
+      text_bodies: the broker stores message bodies as text, so Dramatiq's encoder must
+        produce UTF-8; a binary encoder raises :class:`CapabilityError` when the broker is
+        built (and at send, should it change later).
     """
 
     max_message_bytes: int | None = None
-    max_native_delay_ms: int | None = None
     supports_priority: bool = False
-    native_dead_letter: bool = False
     durable: bool = True
-    redelivery: str = "connection"
+    text_bodies: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +185,11 @@ class BrokerURL:
             options=options,
         )
 
+    @property
+    def redacted(self) -> str:
+        """The URL as it may be printed (no password)."""
+        return redact(self.raw)
+
     def without_query(self) -> str:
         """The URL as the driver should see it: Pygigo's options removed."""
         return self.raw.split("?", 1)[0]
@@ -202,6 +212,51 @@ def redact(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def redact_text(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` replaced, as written and percent-decoded: a
+    driver's error message may quote the URL it was given, or the password it parsed."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return text
+    for form in {password, unquote(password)} if password else ():
+        text = text.replace(form, "***")
+    return text
+
+
+class Redactor:
+    """What of a message may be kept once it has run, or shown to people: the platform knows
+    which arguments are secret (forwarded credentials, fields a function marks sensitive),
+    an adapter does not, so the platform installs its own with :func:`set_redactor`. This
+    default hides nothing.
+
+    Adapters that keep messages after their run (dead letters) store ``message(m)`` and
+    ``text(error, m)``, and any page that shows a stored message shows ``message(m)``.
+    """
+
+    def message(self, message: Any) -> dramatiq.Message[Any]:
+        """``message`` (or a worker's proxy of it) with its secret arguments masked (never
+        signed again: it is for keeping and reading, not for running)."""
+        return message
+
+    def text(self, text: str, message: Any) -> str:
+        """``text`` (an error, a log line) with any secret value of ``message`` masked."""
+        return text
+
+
+_redactor = Redactor()
+
+
+def set_redactor(redactor: Redactor) -> None:
+    global _redactor
+    _redactor = redactor
+
+
+def redactor() -> Redactor:
+    """The process's :class:`Redactor` (the platform's, once it is imported)."""
+    return _redactor
+
+
 class PygigoBroker(dramatiq.Broker):
     """Mixin every adapter's broker derives from (before the Dramatiq broker it extends).
 
@@ -221,12 +276,36 @@ class PygigoBroker(dramatiq.Broker):
 
     #: Where the broker is, for error messages (host:port, never a password).
     endpoint: str = "?"
+    #: The URL it was built from (with its password: print only ``redact(url)``).
+    url: str = ""
 
     @classmethod
     def from_url(cls, url: str, *, middleware: list[Middleware] | None = None) -> Self:
         """Build a broker from ``url``. Performs no I/O: connections open lazily."""
         parsed = BrokerURL.parse(url, cls.url_options)
-        return cls._from_url(parsed, middleware=middleware)
+        cls.check_encoder()
+        broker = cls._from_url(parsed, middleware=middleware)
+        broker.url = url
+        return broker
+
+    @classmethod
+    def check_encoder(cls) -> None:
+        """Raise :class:`CapabilityError` if this broker keeps bodies as text and Dramatiq's
+        encoder does not produce it (a msgpack or pickle encoder): refused when configured,
+        not at the first send."""
+        if not cls.capabilities.text_bodies:
+            return
+        probe: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name="probe", actor_name="probe", args=("é",), kwargs={}, options={}
+        )
+        try:
+            probe.encode().decode("utf-8")
+        except UnicodeDecodeError:
+            raise CapabilityError(
+                f"The {cls.scheme}:// broker stores message bodies as text, but the configured Dramatiq "
+                f"encoder ({type(dramatiq.get_encoder()).__name__}) produces binary. Use Dramatiq's "
+                "JSON encoder (Pygigo's default)."
+            ) from None
 
     @classmethod
     def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
@@ -297,7 +376,8 @@ class PygigoBroker(dramatiq.Broker):
 
     def unavailable(self, exc: BaseException) -> BrokerUnavailable:
         return BrokerUnavailable(
-            f"Cannot reach the {self.scheme}:// broker at {self.endpoint} ({type(exc).__name__}: {exc}). "
+            f"Cannot reach the {self.scheme}:// broker at {self.endpoint} "
+            f"({type(exc).__name__}: {redact_text(str(exc), self.url)}). "
             f"Is the server running and reachable? Check PYGIGO_BROKER_URL."
         )
 

@@ -39,14 +39,16 @@ from .base import (
 
 class MemoryBroker(PygigoBroker, StubBroker):
     scheme = "memory"
-    capabilities = Capabilities(durable=False, redelivery="none")
+    capabilities = Capabilities(durable=False)
     endpoint = "this process"
     url_options = {"fail_fast": Option(parse_bool, True, "join() re-raises an actor's exception")}
 
     @classmethod
     def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
         if url.netloc or url.path not in ("", "/"):
-            raise ConfigurationError(f"memory:// takes no host or path; got {url.raw!r}. Use 'memory://'.")
+            raise ConfigurationError(
+                f"memory:// takes no host or path; got {url.redacted!r}. Use 'memory://'."
+            )
         return cls(middleware=middleware, fail_fast_default=url.options["fail_fast"])
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> _MemoryConsumer:

@@ -54,12 +54,7 @@ def _priority(value: str) -> int:
 class RabbitmqBroker(PygigoBroker, dramatiq_rabbitmq.RabbitmqBroker):
     scheme = "amqp"
     # RabbitMQ 4's default max_message_size is 16 MiB.
-    capabilities = Capabilities(
-        max_message_bytes=16 * 1024 * 1024,
-        supports_priority=True,
-        native_dead_letter=True,
-        redelivery="connection",
-    )
+    capabilities = Capabilities(max_message_bytes=16 * 1024 * 1024, supports_priority=True)
     url_options = {
         "confirm": Option(parse_bool, True, "wait for publisher confirms (true/false)"),
         "max_priority": Option(_priority, 10, "highest message priority, 0 turns it off"),

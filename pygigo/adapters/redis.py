@@ -48,7 +48,7 @@ class RedisBroker(PygigoBroker, dramatiq_redis.RedisBroker):
     scheme = "redis"
     # Redis strings hold up to 512 MiB, far past any sane message (large bodies travel by
     # claim check), so no size check: it would cost an extra encode on every send.
-    capabilities = Capabilities(redelivery="heartbeat")
+    capabilities = Capabilities()
     url_options = {
         "namespace": Option(str, "pygigo", "prefix of every Redis key"),
         "heartbeat_timeout_ms": Option(int, 60_000, "ms of silence before a worker counts as dead"),

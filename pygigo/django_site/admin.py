@@ -12,6 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 
+from pygigo.platform import redaction
+
 from . import dashboard, queues, store
 from .models import ApiKey, Invocation
 
@@ -76,9 +78,13 @@ class InvocationAdmin(admin.ModelAdmin):
     def queues_view(self, request: HttpRequest) -> HttpResponse:
         return queues.queues_page(request, self.admin_site)
 
-    @admin.display(description="result")
+    @admin.display(description="result (secrets masked)")
     def result_pretty(self, obj: Invocation) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(obj.result, indent=2, ensure_ascii=False))
+        result = obj.result
+        if obj.kind == "http" and isinstance(result, dict) and isinstance(result.get("headers"), list):
+            # The client gets its Set-Cookie with the result; people reading the admin do not.
+            result = dict(result, headers=redaction.mask_headers(result["headers"]))
+        return format_html("<pre>{}</pre>", json.dumps(result, indent=2, ensure_ascii=False))
 
     @admin.display(description="envelope (secrets masked)")
     def envelope_pretty(self, obj: Invocation) -> str:

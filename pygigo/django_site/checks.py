@@ -11,6 +11,7 @@ pygigo.W001    invocation tracking is not active in this process's broker
 pygigo.W002    PYGIGO_MAX_BODY_BYTES is above the broker's message size, without claim checks
 pygigo.W003    a schedule names a function no loaded module defines (it fails at each firing)
 pygigo.W004    the rate limit counts in a per-process cache (each web process allows the full rate)
+pygigo.W005    the broker is not durable (memory://) while DEBUG is off: nothing leaves the process
 pygigo.I001    a built-in maintenance job is skipped: the app it needs is not installed
 =============  ==========================================================================
 
@@ -24,6 +25,7 @@ import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core import checks
 from django.db import DatabaseError
 from django.utils.module_loading import import_string
@@ -41,16 +43,31 @@ from .apps import TRACKER
 @checks.register(checks.Tags.compatibility)
 def check_broker_url(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Parse PYGIGO_BROKER_URL and load its adapter (no connection is opened); then compare
-    the HTTP body limit with what the broker carries."""
+    the HTTP body limit with what the broker carries, and warn of a broker that is not durable
+    outside DEBUG (the default memory:// in a deployment that forgot to set the URL)."""
     url = pygigo_settings.broker_url()
     try:
         broker = build_broker(url)
     except PygigoError as exc:
         return [checks.Error(str(exc), hint="Fix PYGIGO_BROKER_URL.", id="pygigo.E001")]
     try:
-        return _check_body_size(broker)
+        return _check_body_size(broker) + _check_durable(broker)
     finally:
         broker.close()
+
+
+def _check_durable(broker: PygigoBroker) -> list[checks.CheckMessage]:
+    if broker.capabilities.durable or django_settings.DEBUG:
+        return []
+    return [
+        checks.Warning(
+            f"The {broker.scheme}:// broker is not durable: messages live in this process only, so "
+            "workers in other processes never see them and a restart loses them.",
+            hint="Set PYGIGO_BROKER_URL to a durable broker (redis://, amqp://, sqs:// or db://); "
+            "memory:// is for tests and `pygigo dev`.",
+            id="pygigo.W005",
+        )
+    ]
 
 
 def _check_body_size(broker: PygigoBroker) -> list[checks.CheckMessage]:

@@ -26,9 +26,9 @@ from django.db import IntegrityError, router, transaction
 from django.utils import timezone
 
 from pygigo.adapters.base import BrokerError, BrokerUnavailable
-from pygigo.platform import invocations, metrics, runtime
+from pygigo.platform import invocations, metrics, redaction, runtime
 from pygigo.platform import settings as pygigo_settings
-from pygigo.platform.envelope import SECRET_HEADERS, Envelope, new_id
+from pygigo.platform.envelope import Envelope, new_id
 from pygigo.platform.functions import Function
 
 from . import completion
@@ -37,7 +37,6 @@ from .models import STARTABLE, Invocation, Status
 logger = logging.getLogger("pygigo.invocations")
 
 DEFAULT_RESULT_TTL_S = 7 * 24 * 3600
-MASK = "***"
 
 
 def principal_key(principal: dict[str, Any] | None) -> str:
@@ -56,11 +55,10 @@ def anonymous_owner(token: str) -> str:
     return "anon:" + hashlib.sha256(token.encode()).hexdigest()[:48]
 
 
-def masked(envelope: Envelope) -> dict[str, Any]:
-    """The envelope as a dict with secret header values replaced (for the DB and admin)."""
-    data = envelope.to_dict()
-    data["headers"] = [[n, MASK if n.lower() in SECRET_HEADERS else v] for n, v in data["headers"]]
-    return data
+def masked(envelope: Envelope, function: Function[..., Any] | None = None) -> dict[str, Any]:
+    """The envelope as a dict with secret header values and ``function``'s sensitive fields
+    masked (for the DB and admin)."""
+    return redaction.mask_envelope(envelope.to_dict(), function)[0]
 
 
 def _send(invocation_id: Any, message: dramatiq.Message[Any], delay_ms: int | None = None) -> bool:
@@ -129,7 +127,7 @@ def submit(
         kind=envelope.kind,
         principal=owner,
         idempotency_key=key,
-        envelope=masked(envelope),
+        envelope=masked(envelope, function),
     )
     alias = router.db_for_write(Invocation)
     try:
@@ -301,6 +299,11 @@ def rerun(invocation: Invocation) -> Invocation:
     function = registry.get(invocation.function)
     if function is None:
         raise LookupError(f"function {invocation.function!r} is not loaded in this process")
+    if function.options.sensitive:
+        raise ValueError(
+            f"{invocation.function!r} marks fields sensitive, and their values were not kept: "
+            "send the request again instead"
+        )
     fresh = dataclasses.replace(
         stored_envelope(invocation), id=new_id(), idempotency_key=None, enqueued_at=time.time()
     )
@@ -312,7 +315,7 @@ def stored_envelope(invocation: Invocation) -> Envelope:
     """The envelope as stored: secrets were masked, so masked headers are dropped (a re-run
     or a resend never forwards them)."""
     stored = dict(invocation.envelope)
-    stored["headers"] = [pair for pair in stored.get("headers", []) if pair[1] != MASK]
+    stored["headers"] = [pair for pair in stored.get("headers", []) if pair[1] != redaction.MASK]
     return Envelope.from_dict(stored)
 
 

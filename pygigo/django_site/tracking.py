@@ -44,7 +44,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from dramatiq.middleware import Middleware, SkipMessage
 
-from pygigo.platform import guard, invocations, poison
+from pygigo.platform import guard, invocations, poison, redaction
 
 from . import heartbeat
 from .models import STARTABLE, Invocation, Status
@@ -194,15 +194,16 @@ class InvocationTracker(Middleware):
                     status=Status.FAILED, error=f"result is not JSON-serialisable: {exc}", finished_at=now
                 )
                 message.fail()
-        elif invocations.will_retry(broker, message, exception):
-            written = rows.update(status=Status.RETRYING, error=_error_text(exception))
         else:
-            exhausted = message.options.get("retries", 0) > 0
-            written = rows.update(
-                status=Status.DEAD if exhausted else Status.FAILED,
-                error=_error_text(exception),
-                finished_at=now,
-            )
+            # Kept for days and shown in the API and admin: no secret the run received.
+            error = redaction.scrub(_error_text(exception), invocations.mask_message(message)[1])
+            if invocations.will_retry(broker, message, exception):
+                written = rows.update(status=Status.RETRYING, error=error)
+            else:
+                exhausted = message.options.get("retries", 0) > 0
+                written = rows.update(
+                    status=Status.DEAD if exhausted else Status.FAILED, error=error, finished_at=now
+                )
         if not written:
             logger.warning(
                 "Invocation %s: this run lost its hold (its heartbeat went stale and another "

@@ -5,7 +5,9 @@ can be imported before any broker is configured, and tests can swap brokers.
 
 Units are in option names: ``time_limit_s``, ``min_backoff_s``. Priority follows RabbitMQ and
 Celery: 0 (default) to 9, higher runs first. On brokers with ``supports_priority`` it is a
-broker-level priority; everywhere it also orders work inside one worker's prefetch.
+broker-level priority, carried by every message of the function (tracked and HTTP calls too);
+for ``send`` it also orders work inside one worker's prefetch (envelope messages share one
+internal actor, so there only the broker's order applies).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 import dramatiq
 
 from ..adapters.base import CapabilityError, ConfigurationError, PygigoBroker, PygigoError
-from . import runtime
+from . import results, runtime
 from .registry import registry
 
 P = ParamSpec("P")
@@ -51,6 +53,14 @@ class FunctionOptions:
     #: The HTTP methods that invoke it (anything else is 405): a GET or an OPTIONS preflight
     #: must not run a function that did not ask for it.
     methods: tuple[str, ...] = ("POST",)
+    #: Names of query parameters, body fields (form or JSON, at any depth) and arguments whose
+    #: values are masked wherever Pygigo keeps or prints an invocation (its record, the admin,
+    #: logs, dead letters); the function itself still receives them.
+    sensitive: tuple[str, ...] = ()
+    #: Keep the return value of ``send``/``message`` calls (``message.get_result()``, a
+    #: pipeline's or group's results); needs ``PYGIGO_RESULTS``. Tracked invocations always
+    #: keep theirs, in the invocation record.
+    store_results: bool = False
 
     def __post_init__(self) -> None:
         if not self.queue or not self.queue.replace("_", "").replace("-", "").replace(".", "").isalnum():
@@ -70,6 +80,11 @@ class FunctionOptions:
         if isinstance(self.methods, str) or not self.methods:
             raise ConfigurationError(f"methods={self.methods!r}: give a non-empty tuple, e.g. ('POST',).")
         object.__setattr__(self, "methods", tuple(method.upper() for method in self.methods))
+        if isinstance(self.sensitive, str):
+            raise ConfigurationError(
+                f"sensitive={self.sensitive!r}: give a tuple of names, e.g. ('password',)."
+            )
+        object.__setattr__(self, "sensitive", tuple(self.sensitive))
 
     def actor_options(self) -> dict[str, Any]:
         """The options as Dramatiq's middleware reads them (milliseconds)."""
@@ -100,6 +115,7 @@ class Function(Generic[P, R]):
         self._broker: dramatiq.Broker | None = None
         self._actor: dramatiq.Actor[P, R] | None = None
         self._supports_priority = False
+        self._stores_results = False
         #: A view takes the HTTP request first; other functions take JSON arguments.
         self.is_view = _first_parameter(fn) == "request"
         self.signature = _signature(fn)
@@ -133,6 +149,12 @@ class Function(Generic[P, R]):
     def bind(self, broker: dramatiq.Broker) -> dramatiq.Actor[P, R]:
         """Declare this function as an actor on ``broker`` (idempotent per broker)."""
         if self._broker is not broker or self._actor is None:
+            options: dict[str, Any] = {**self.options.actor_options(), "throws": (BadArguments,)}
+            # Declared only where a results backend is configured (Dramatiq refuses the option
+            # otherwise); sending then says what is missing (see _options).
+            self._stores_results = self.options.store_results and results.stores_results(broker)
+            if self._stores_results:
+                options["store_results"] = True
             self._actor = dramatiq.Actor(
                 self.run,
                 broker=broker,
@@ -140,8 +162,11 @@ class Function(Generic[P, R]):
                 queue_name=self.queue,
                 # Dramatiq runs lower numbers first; Pygigo's priority is "higher first".
                 priority=-self.options.priority,
-                options={**self.options.actor_options(), "throws": (BadArguments,)},
+                options=options,
             )
+            from .invocations import ACTOR_LOG_FILTER  # imports this module
+
+            self._actor.logger.addFilter(ACTOR_LOG_FILTER)
             caps = getattr(broker, "capabilities", None)
             self._supports_priority = bool(caps and caps.supports_priority)
             self._broker = broker
@@ -174,6 +199,45 @@ class Function(Generic[P, R]):
         BadArguments if the arguments do not fit the signature."""
         self.check_arguments(args, kwargs or {})
         actor = self.actor
+        delay = None if delay_s is None else max(0, int(delay_s * 1000))
+        return actor.send_with_options(
+            args=args, kwargs=kwargs or {}, delay=delay, **self._options(priority, options)
+        )
+
+    def message(self, *args: P.args, **kwargs: P.kwargs) -> dramatiq.Message[R]:
+        """A message for this function, not sent: a step of a Dramatiq ``pipeline`` or a member
+        of a ``group`` (signed when they enqueue it, like every message). A pipeline appends
+        the previous step's result to the arguments, so only arguments that can never fit
+        (too many, unknown names) raise BadArguments here."""
+        return self.message_with_options(args=args, kwargs=kwargs)
+
+    def message_with_options(
+        self,
+        *,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        priority: int | None = None,
+        **options: Any,
+    ) -> dramatiq.Message[R]:
+        """:meth:`message` with per-message options, as :meth:`send_with_options` takes them
+        (``priority``, and Dramatiq's, e.g. ``pipe_ignore=True``); a delay is given to the
+        pipeline's or group's ``run(delay=...)``."""
+        if self.signature is not None:
+            try:
+                self.signature.bind_partial(*args, **(kwargs or {}))
+            except TypeError as exc:
+                raise BadArguments(f"{self.name}{self.signature}: {exc}") from None
+        actor = self.actor
+        return actor.message_with_options(args=args, kwargs=kwargs or {}, **self._options(priority, options))
+
+    def _options(self, priority: int | None, options: dict[str, Any]) -> dict[str, Any]:
+        """The message options of one call: ``options`` plus the broker priority; raises what
+        this broker cannot honour rather than dropping it. Call after ``self.actor`` (bound)."""
+        if self.options.store_results and not self._stores_results:
+            raise ConfigurationError(
+                f"{self.name!r} has store_results=True, but no results backend is configured: set "
+                "PYGIGO_RESULTS (e.g. 'redis://127.0.0.1:6379/0') for every process that sends or runs it."
+            )
         if priority is None:
             priority = self.options.priority
         elif not 0 <= priority <= MAX_PRIORITY:
@@ -188,19 +252,7 @@ class Function(Generic[P, R]):
             )
         if priority and self._supports_priority:
             options["broker_priority"] = priority
-        delay = None if delay_s is None else max(0, int(delay_s * 1000))
-        return actor.send_with_options(args=args, kwargs=kwargs or {}, delay=delay, **options)
-
-    def message(self, *args: P.args, **kwargs: P.kwargs) -> dramatiq.Message[R]:
-        """A message for this function, not sent: for Dramatiq's ``pipeline`` and ``group``
-        (signed when they enqueue it, like every message)."""
-        return self.actor.message(*args, **kwargs)
-
-    def message_with_options(
-        self, *, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
-    ) -> dramatiq.Message[R]:
-        """:meth:`message` with Dramatiq message options (e.g. ``pipe_ignore=True``)."""
-        return self.actor.message_with_options(args=args, kwargs=kwargs or {}, **options)
+        return options
 
     def invoke(self, *args: Any, wait: float | None = None, **kwargs: Any) -> Any:
         """Run on a worker as a *tracked* invocation (a signed envelope, recorded in the
@@ -220,9 +272,7 @@ class Function(Generic[P, R]):
         a tuple of positional arguments or a dict of keyword arguments. Returns once the
         broker has them all (batched publisher confirms on RabbitMQ)."""
         actor = self.actor
-        options: dict[str, Any] = {}
-        if self.options.priority and self._supports_priority:
-            options["broker_priority"] = self.options.priority
+        options = self._options(None, {})
         calls = list(calls)
         for call in calls:
             if isinstance(call, tuple):
@@ -275,6 +325,8 @@ def function(
     public: bool = False,
     forward_secrets: bool = False,
     methods: tuple[str, ...] = ("POST",),
+    sensitive: tuple[str, ...] = (),
+    store_results: bool = False,
 ) -> Callable[[Callable[P, R]], Function[P, R]]: ...
 
 

@@ -173,6 +173,7 @@ class MessageGuard(Middleware):
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         state = invocations.current()
         state.reset()
+        state.message = message
         try:
             check(message)
         except MessageRefused as exc:

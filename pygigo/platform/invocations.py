@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
-from ..adapters.base import ConfigurationError, PygigoError
-from . import settings
-from .envelope import Envelope, EnvelopeError, seal, verify
+from ..adapters.base import ConfigurationError, PygigoError, Redactor, set_redactor
+from . import redaction, settings
+from .envelope import Envelope, EnvelopeError, canonical_json, seal, verify
 from .envelope.model import parse_json
 from .functions import BadArguments
 from .registry import registry
@@ -45,25 +45,92 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pygigo.invocations")
 
 
-class _EnvelopeArgumentFilter(logging.Filter):
-    """Dramatiq logs a failed or skipped message with its arguments. An envelope's are the
-    request (body, forwarded credentials) or the call's arguments: log its id instead."""
+#: The internal actor every envelope message is addressed to.
+ENVELOPE_ACTOR = "pygigo.envelope"
+
+
+def mask_message(message: Any) -> tuple[dramatiq.Message[Any], set[str]]:
+    """``message`` with its secrets masked (see :mod:`.redaction`), and the values masked.
+    An envelope message keeps its envelope, masked: for reading, it is not signed again."""
+    if message.actor_name == ENVELOPE_ACTOR:
+        try:
+            data = parse_json(message.args[0]) if len(message.args) == 1 else None
+        except EnvelopeError:
+            data = None
+        if not isinstance(data, dict):  # not an envelope: nothing of it is known to be secret
+            return message, set()
+        name = data.get("function")
+        masked, values = redaction.mask_envelope(data, registry.get(name) if isinstance(name, str) else None)
+        return message.copy(args=(canonical_json(masked).decode(),)), values
+    function = registry.get(message.actor_name)
+    if function is None or not function.options.sensitive:
+        return message, set()
+    masker = redaction.Masker(function.options.sensitive)
+    args, kwargs = masker.arguments(function, message.args, message.kwargs)
+    return message.copy(args=tuple(args), kwargs=kwargs), masker.values
+
+
+class MessageRedactor(Redactor):
+    """The platform's :class:`~pygigo.adapters.base.Redactor`: what adapters keep of a message
+    after its run (``db://`` dead letters) is masked, and so is its error text."""
+
+    def message(self, message: Any) -> dramatiq.Message[Any]:
+        masked, values = mask_message(message)
+        trace = masked.options.get("traceback")  # Dramatiq's Retries keeps the last one here
+        if values and isinstance(trace, str):
+            masked = masked.copy(options={"traceback": redaction.scrub(trace, values)})
+        return masked
+
+    def text(self, text: str, message: Any) -> str:
+        return redaction.scrub(text, mask_message(message)[1])
+
+
+set_redactor(MessageRedactor())
+
+
+class _MessageLogFilter(logging.Filter):
+    """Dramatiq logs a failed or skipped message with its arguments and the traceback. An
+    envelope's arguments are the request (body, forwarded credentials) or the call's: log its
+    id instead; mask another message's sensitive arguments; scrub the traceback of the
+    secret values found."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                f"{ENVELOPE_ACTOR}(id={getattr(arg, 'message_id', '?')})"
-                if getattr(arg, "actor_name", None) == ENVELOPE_ACTOR
-                else arg
-                for arg in record.args
-            )
+        if not isinstance(record.args, tuple):
+            return True
+        found: set[str] = set()
+        shown = []
+        for arg in record.args:
+            actor_name = getattr(arg, "actor_name", None)
+            if actor_name is None:
+                shown.append(arg)
+                continue
+            masked, values = mask_message(arg)
+            found |= values
+            envelope = actor_name == ENVELOPE_ACTOR
+            shown.append(f"{ENVELOPE_ACTOR}(id={getattr(arg, 'message_id', '?')})" if envelope else masked)
+        record.args = tuple(shown)
+        if found and record.exc_info:
+            # Formatters print exc_text when set, instead of formatting the exception again.
+            record.exc_text = redaction.scrub(logging.Formatter().formatException(record.exc_info), found)
         return True
 
 
-logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_EnvelopeArgumentFilter())
+class _ActorLogFilter(logging.Filter):
+    """Dramatiq's actors log their arguments at DEBUG ("Received args=…"): mask them as the
+    message being processed (which the guard records) masks them."""
 
-#: The internal actor every envelope message is addressed to.
-ENVELOPE_ACTOR = "pygigo.envelope"
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = _state.message
+        if message is not None and isinstance(record.args, tuple) and len(record.args) == 2:
+            masked, _ = mask_message(message)
+            if masked is not message:
+                record.args = (masked.args, masked.kwargs)
+        return True
+
+
+logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_MessageLogFilter())
+#: Added to the logger of every actor Pygigo declares (each actor logs under its own name).
+ACTOR_LOG_FILTER = _ActorLogFilter()
 
 
 class UnknownFunction(EnvelopeError):
@@ -93,6 +160,8 @@ class _State(threading.local):
         self.reset()
 
     def reset(self) -> None:
+        #: The message being processed (for log filters), set by the guard.
+        self.message: Any = None
         self.sealed: str | None = None
         self.envelope: Envelope | None = None
         self.result: Any = None
@@ -176,7 +245,7 @@ def wire_message(sealed: str, envelope_id: str, queue: str, options: dict[str, A
 def bind(broker: dramatiq.Broker) -> None:
     """Declare the envelope actor on ``broker`` (idempotent; called by ``runtime.set_broker``)."""
     if ENVELOPE_ACTOR not in broker.actors:
-        dramatiq.Actor(
+        actor = dramatiq.Actor(
             _run_envelope,
             broker=broker,
             actor_name=ENVELOPE_ACTOR,
@@ -186,6 +255,7 @@ def bind(broker: dramatiq.Broker) -> None:
             # arguments that do not fit the function.
             options={"throws": (EnvelopeError, BadArguments)},
         )
+        actor.logger.addFilter(ACTOR_LOG_FILTER)
 
 
 # -- running --------------------------------------------------------------------------------

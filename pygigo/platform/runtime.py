@@ -36,15 +36,17 @@ logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_DiscardedResultFilt
 
 def build_middleware() -> list[Middleware]:
     """Pygigo's message guard first (nothing acts on a message before it is verified, and
-    everything enqueued is signed), Dramatiq's default middleware, the poison guard, the classes
-    installed apps registered and those named in ``PYGIGO_MIDDLEWARE`` (so storage middleware
+    everything enqueued is signed), Dramatiq's default middleware, the poison guard, stored
+    results and group callbacks when configured (:mod:`.results`), the classes installed apps
+    registered and those named in ``PYGIGO_MIDDLEWARE`` (so storage middleware
     sees only verified envelopes), then the worker heartbeat and, when switched on, metrics
     (last: they count only what runs)."""
-    from . import liveness, metrics
+    from . import liveness, metrics, results
     from .guard import MessageGuard
     from .poison import PoisonGuard
 
     middleware: list[Middleware] = [MessageGuard(), *(cls() for cls in default_middleware), PoisonGuard()]
+    middleware += results.middleware()
     for path in settings.middleware_paths():
         try:
             cls = import_string(path)

@@ -9,6 +9,8 @@ Settings:
                       Dramatiq's defaults and to the middleware installed apps registered with
                       :func:`register_middleware` (the Django app's invocation tracking: the
                       platform never imports the site, and a user's list never replaces it)
+  PYGIGO_RESULTS      where return values are stored, by URL (see .results; none by default)
+  PYGIGO_GROUP_CALLBACKS  where groups count finished members (default: PYGIGO_RESULTS' URL)
   PYGIGO_SIGNING_KEYS message HMAC keys, newest first (default: derived from SECRET_KEY;
                       outside DEBUG the development default is refused)
   PYGIGO_UNSIGNED_QUEUES  queues whose workers also run unsigned (plain Dramatiq) messages
@@ -55,6 +57,21 @@ def setting(name: str, default: Any = None) -> Any:
 
 def broker_url() -> str:
     return str(setting("PYGIGO_BROKER_URL") or DEFAULT_BROKER_URL)
+
+
+def results_url() -> str | None:
+    """``PYGIGO_RESULTS``: the result backend's URL, or None (return values are dropped)."""
+    return str(setting("PYGIGO_RESULTS") or "") or None
+
+
+def group_callbacks_url() -> str | None:
+    """``PYGIGO_GROUP_CALLBACKS``, else the result backend's URL without its options (a group
+    waits for its members' results, so the same store is the natural default)."""
+    configured = str(setting("PYGIGO_GROUP_CALLBACKS") or "")
+    if configured:
+        return configured
+    results = results_url()
+    return results.split("?", 1)[0] if results else None
 
 
 def register_middleware(path: str) -> None:

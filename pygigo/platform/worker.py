@@ -25,7 +25,7 @@ from pathlib import Path
 import dramatiq
 
 from ..adapters.base import ConfigurationError
-from . import metrics, runtime, settings, supervisor
+from . import metrics, results, runtime, settings, supervisor
 from .metrics import exposition
 from .registry import registry
 
@@ -88,6 +88,17 @@ def check_queues(queues: Sequence[str]) -> None:
         )
 
 
+def check_results(broker: dramatiq.Broker) -> None:
+    """A function that keeps its return values needs a results backend on the worker too:
+    without one, its callers would wait for results that are never stored."""
+    needing = sorted(f.name for f in registry if f.options.store_results)
+    if needing and not results.stores_results(broker):
+        raise ConfigurationError(
+            f"{', '.join(needing)}: store_results=True, but no results backend is configured. "
+            "Set PYGIGO_RESULTS (e.g. 'redis://127.0.0.1:6379/0'), the same for every process."
+        )
+
+
 def preflight(modules: Sequence[str], queues: Sequence[str]) -> None:
     """Everything that can fail before forking: system checks, imports, queue names, reaching
     the broker."""
@@ -102,6 +113,7 @@ def preflight(modules: Sequence[str], queues: Sequence[str]) -> None:
     check_queues(queues)
     broker = runtime.get_broker()
     try:
+        check_results(broker)
         broker.ping()
     finally:
         # Worker processes build their own broker: connections must not cross a fork.

@@ -41,3 +41,8 @@ def mark_slowly(directory: str, n: int) -> None:
     """``mark`` after 50 ms: keeps worker threads busy, so outcomes are in flight at any time."""
     time.sleep(0.05)
     mark.fn(directory, n)
+
+
+@pygigo.function(queue=QUEUE, max_retries=0, sensitive=("password",))
+def login(user: str, password: str) -> None:
+    """Takes a sensitive argument (the dead-letter and admin tests never run it)."""

@@ -11,6 +11,7 @@ from pygigo.adapters import base
 from pygigo.adapters.base import (
     BrokerUnavailable,
     Capabilities,
+    CapabilityError,
     ConfigurationError,
     DriverMissing,
     MessageTooLarge,
@@ -56,6 +57,15 @@ def test_password_is_redacted_in_errors() -> None:
         build_broker("amqp://guest:s3cret@127.0.0.1:5672/%2F?nope=1")
     assert "s3cret" not in str(excinfo.value)
     assert "***" in str(excinfo.value)
+
+
+def test_a_driver_error_quoting_the_url_is_redacted() -> None:
+    """Drivers may quote the URL or the password they parsed (percent-decoded) in their errors,
+    which end up in `pygigo status`, system checks and logs."""
+    broker = build_broker("amqp://guest:s3cret%2Fpw@127.0.0.1:5672/%2F")
+    error = broker.unavailable(OSError("login to amqp://guest:s3cret%2Fpw@127.0.0.1 as s3cret/pw failed"))
+    assert "s3cret" not in str(error)
+    assert "amqp://guest:***@127.0.0.1 as *** failed" in str(error)
 
 
 def test_options_are_parsed_and_passed_to_the_broker() -> None:
@@ -130,7 +140,7 @@ def test_reachable_brokers_ping() -> None:
 
 
 class TinyBroker(MemoryBroker):
-    capabilities = Capabilities(max_message_bytes=200, durable=False, redelivery="none")
+    capabilities = Capabilities(max_message_bytes=200, durable=False)
 
 
 def test_message_too_large_is_refused_before_sending() -> None:
@@ -149,3 +159,24 @@ def test_redis_idle_poll_is_capped_for_prompt_pickup() -> None:
     broker = build_broker("redis://127.0.0.1:6379/0?idle_poll_max_ms=7")
     consumer = broker.consume("q", prefetch=1, timeout=1000)  # Dramatiq's worker asks for 1 s
     assert consumer.timeout == 7  # type: ignore[attr-defined]
+
+
+class _BinaryEncoder(dramatiq.encoder.JSONEncoder):
+    """An encoder whose bytes are not UTF-8 (as a msgpack or pickle encoder's are)."""
+
+    def encode(self, data: dramatiq.encoder.MessageData) -> bytes:
+        return b"\xff" + super().encode(data)
+
+
+@pytest.mark.parametrize(
+    "url", ["db://", "sqs://?endpoint_url=http%3A%2F%2F127.0.0.1%3A1&region=us-east-1"], ids=["db", "sqs"]
+)
+def test_a_binary_encoder_is_refused_when_a_text_broker_is_configured(url: str) -> None:
+    previous = dramatiq.get_encoder()
+    dramatiq.set_encoder(_BinaryEncoder())
+    try:
+        with pytest.raises(CapabilityError, match="_BinaryEncoder"):
+            build_broker(url)
+        build_broker("memory://").close()  # binary bodies are fine where nothing is text
+    finally:
+        dramatiq.set_encoder(previous)

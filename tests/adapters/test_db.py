@@ -26,7 +26,8 @@ from pygigo.adapters.db import doorbell
 from pygigo.adapters.db.broker import DatabaseBroker
 from pygigo.adapters.db.consumer import DatabaseConsumer
 from pygigo.adapters.db.models import Message, State
-from pygigo.platform import runtime
+from pygigo.platform import invocations, runtime
+from pygigo.platform.envelope import Envelope
 from tests.adapters import db_functions
 from tests.conftest import migrate_database
 
@@ -90,12 +91,7 @@ def test_url_options_and_capabilities() -> None:
     assert isinstance(broker, DatabaseBroker)
     assert (broker.alias, broker.lease.total_seconds(), broker.poll_interval_s) == ("default", 7.5, 0.25)
     caps = broker.capabilities
-    assert (caps.durable, caps.redelivery, caps.native_dead_letter, caps.supports_priority) == (
-        True,
-        "lease",
-        True,
-        True,
-    )
+    assert (caps.durable, caps.supports_priority, caps.text_bodies) == (True, True, True)
 
 
 # -- Transactional enqueue ------------------------------------------------------------------
@@ -354,6 +350,49 @@ def test_admin_requeues_a_dead_letter_with_fresh_retries(broker: DatabaseBroker,
     assert json.loads(row.body)["options"]["retries"] == 0
     stats = broker.queue_stats(QUEUE)
     assert (stats.ready, stats.dead) == (1, 0)
+
+
+def test_dead_letters_and_admin_pages_keep_no_secret(broker: DatabaseBroker, alias: str) -> None:
+    """A forwarded cookie and a sensitive argument travel to the worker, but the dead letter
+    kept for days holds neither, nor does its error text; the admin masks queued rows too."""
+    cookie = "db-cookie-secret-1"
+    envelope = Envelope(
+        function=db_functions.mark.name,
+        kind="http",
+        method="POST",
+        path="/x",
+        headers=(("Cookie", f"sessionid={cookie}"), ("Accept", "text/plain")),
+    )
+    broker.enqueue(invocations.envelope_message(envelope, db_functions.mark))
+    db_functions.login.send("ann", "db-password-secret")
+    consumer = broker.consume(QUEUE, prefetch=1, timeout=2000)
+    message = next(consumer)
+    assert message is not None and cookie in message.args[0]  # the worker gets it
+    message.stuff_exception(ValueError(f"session {cookie} expired"))
+    message.fail()
+    consumer.nack(message)
+    consumer.close()
+
+    dead, queued = rows(alias)
+    assert dead.state == State.DEAD and queued.state == State.READY
+    assert dead.error == "ValueError: session *** expired"
+    kept = json.loads(json.loads(dead.body)["args"][0])
+    assert kept["id"] == envelope.id and ["Cookie", "***"] in kept["headers"]
+    assert cookie not in dead.body
+    assert "db-password-secret" in queued.body  # still to run: it needs the password
+
+    if alias != "default":
+        return  # the admin reads the default database
+    user = get_user_model().objects.create_superuser(f"admin-{time.monotonic_ns()}", "a@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    for row in (dead, queued):
+        page = client.get(f"/admin/pygigo_db/message/{row.pk}/change/")
+        assert page.status_code == 200
+        assert cookie not in page.content.decode() and "db-password-secret" not in page.content.decode()
+        assert "***" in page.content.decode()
+    listing = client.get("/admin/pygigo_db/message/").content.decode()
+    assert "session *** expired" in listing and cookie not in listing
 
 
 @pytest.mark.parametrize("database", ["fresh.sqlite3", "missing-folder/fresh.sqlite3"])

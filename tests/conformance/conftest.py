@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import dramatiq
 import pytest
+from django.test import override_settings
 
 from pygigo.adapters.base import Capabilities, PygigoBroker, build_broker
 from pygigo.platform import runtime
@@ -65,22 +66,20 @@ def _delete_redis_keys(broker: PygigoBroker) -> None:
         client.delete(*keys)
 
 
-_DB = Capabilities(
-    max_message_bytes=1024 * 1024, supports_priority=True, native_dead_letter=True, redelivery="lease"
-)
+_DB = Capabilities(max_message_bytes=1024 * 1024, supports_priority=True, text_bodies=True)
 ADAPTERS = {
-    "memory": AdapterCase("memory", "memory://", Capabilities(durable=False, redelivery="none")),
+    "memory": AdapterCase("memory", "memory://", Capabilities(durable=False)),
     "redis": AdapterCase(
         "redis",
         f"redis://127.0.0.1:6379/15?namespace=t{RUN}&heartbeat_timeout_ms=2000",
-        Capabilities(redelivery="heartbeat"),
+        Capabilities(),
         "redis",
         _delete_redis_keys,
     ),
     "rabbitmq": AdapterCase(
         "rabbitmq",
         "amqp://guest:guest@127.0.0.1:5672/%2F?max_priority=10",
-        Capabilities(max_message_bytes=16 * 1024 * 1024, supports_priority=True, native_dead_letter=True),
+        Capabilities(max_message_bytes=16 * 1024 * 1024, supports_priority=True),
         "rabbitmq",
         _delete_rabbit_queues,
     ),
@@ -92,12 +91,7 @@ ADAPTERS = {
     "sqs": AdapterCase(
         "sqs",
         "",
-        Capabilities(
-            max_message_bytes=1024 * 1024,
-            max_native_delay_ms=15 * 60 * 1000,
-            native_dead_letter=True,
-            redelivery="visibility",
-        ),
+        Capabilities(max_message_bytes=1024 * 1024, text_bodies=True),
         cleanup=_delete_sqs_queues,
         url_from=("moto_endpoint", _sqs_url),
     ),
@@ -117,9 +111,15 @@ def case(request: pytest.FixtureRequest) -> AdapterCase:
     return adapter_case
 
 
+#: Where results and group barriers live: the suite's workers run in the test process, so the
+#: in-process store is enough here (a Redis store is tested in tests/platform/test_results.py).
+RESULTS_URL = "memory://"
+
+
 @pytest.fixture
 def broker(case: AdapterCase) -> Iterator[PygigoBroker]:
-    built = build_broker(case.url, middleware=runtime.build_middleware())
+    with override_settings(PYGIGO_RESULTS=RESULTS_URL):
+        built = build_broker(case.url, middleware=runtime.build_middleware())
     runtime.set_broker(built)
     for queue in (functions.QUEUE, functions.SLOW_QUEUE):
         built.flush(queue)
@@ -158,5 +158,6 @@ def worker_env(case: AdapterCase) -> dict[str, str]:
     """Environment for a `pygigo worker` subprocess serving the conformance functions."""
     env = dict(os.environ)
     env["PYGIGO_BROKER_URL"] = case.url
+    env["PYGIGO_RESULTS"] = RESULTS_URL
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
     return env

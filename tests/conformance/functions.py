@@ -64,6 +64,11 @@ def add_one(value: int) -> int:
     return value + 1
 
 
+@pygigo.function(queue=QUEUE, store_results=True)
+def square(value: int) -> int:
+    return value * value
+
+
 @pygigo.function(queue=QUEUE, max_retries=2, min_backoff_s=0.05, max_backoff_s=0.2)
 def always_fails(key: str) -> None:
     record.add(key, None)

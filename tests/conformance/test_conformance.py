@@ -80,6 +80,26 @@ def test_a_pipeline_passes_results_through_signed_steps(broker: PygigoBroker) ->
     assert value == {"args": [3], "kwargs": {}}
 
 
+def test_a_pipeline_result_is_stored(broker: PygigoBroker) -> None:
+    with running_worker(broker):
+        steps = dramatiq.pipeline([functions.add_one.message(1), functions.square.message()]).run()
+        assert steps.get_result(block=True, timeout=15_000) == 4
+
+
+def test_a_group_stores_results_and_fires_its_completion_callback_once(broker: PygigoBroker) -> None:
+    with running_worker(broker):
+        members = dramatiq.group([functions.square.message(n) for n in range(5)])
+        members.add_completion_callback(functions.echo.message("group-done"))
+        members.run()
+        results = list(members.get_results(block=True, timeout=15_000))
+        record.wait_for("group-done", 1)
+        # Enqueued behind the callback: once it has run, a second callback would have too.
+        functions.echo.send("after-group")
+        record.wait_for("after-group", 1)
+    assert results == [0, 1, 4, 9, 16]
+    assert len(record.calls("group-done")) == 1
+
+
 def test_adapter_declares_its_pinned_capabilities(broker: PygigoBroker, case: AdapterCase) -> None:
     assert broker.capabilities == case.capabilities
 

@@ -5,6 +5,7 @@ The queue carries the test run's id, so runs sharing a Redis never see each othe
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import Any
@@ -76,3 +77,39 @@ def fe_hold(key: str) -> str:
     calls.append(key)
     gate.wait(10)
     return key
+
+
+#: (password, token) as fe_login received them.
+logins: list[tuple[str | None, str | None]] = []
+
+
+@pygigo.function(queue=QUEUE, public=True, sensitive=("password", "token"))
+def fe_login(request: HttpRequest) -> HttpResponse:
+    """Receives sensitive fields (in the body or the query); answers with a session cookie."""
+    fields = json.loads(request.body) if request.content_type == "application/json" else request.POST
+    logins.append((fields.get("password"), request.GET.get("token")))
+    response = JsonResponse({"user": fields.get("user")})
+    response.set_cookie("sessionid", "cookie-value-of-the-response")
+    return response
+
+
+@pygigo.function(queue=QUEUE, max_retries=0, sensitive=("card",))
+def fe_charge(amount: int, card: str) -> None:
+    """Fails quoting its sensitive argument, as careless code does."""
+    raise ValueError(f"card {card} declined for {amount}")
+
+
+@pygigo.function(queue=QUEUE, max_retries=0, forward_secrets=True)
+def fe_use_token(request: HttpRequest) -> None:
+    """Fails quoting the credential it was forwarded."""
+    raise PermissionError(f"upstream refused {request.headers['Authorization']}")
+
+
+@pygigo.function(queue=QUEUE, public=True, priority=0)
+def fe_low(key: str) -> None:
+    calls.append(f"low:{key}")
+
+
+@pygigo.function(queue=QUEUE, public=True, priority=9)
+def fe_high(key: str) -> None:
+    calls.append(f"high:{key}")

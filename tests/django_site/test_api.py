@@ -318,7 +318,7 @@ def test_unknown_api_urls_are_json_even_with_debug() -> None:
 
 
 class TinyBroker(MemoryBroker):
-    capabilities = Capabilities(max_message_bytes=3000, durable=False, redelivery="none")
+    capabilities = Capabilities(max_message_bytes=3000, durable=False)
 
 
 def test_message_too_large_for_the_broker_is_413_and_not_recorded() -> None:

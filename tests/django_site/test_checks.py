@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from django.core import checks
+from django.test import override_settings
 from dramatiq.middleware import Middleware
 
 from pygigo.adapters.base import build_broker
@@ -27,9 +28,27 @@ def test_bad_broker_url_is_a_check_error(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "bogus" in error.msg
 
 
+@pytest.mark.parametrize(
+    "url", ["memory://user:s3cret-pw@host", "sqs://key:s3cret-pw@host/?region=eu-west-1"]
+)
+def test_a_broker_url_check_error_never_shows_its_password(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("PYGIGO_BROKER_URL", url)
+    (error,) = check_broker_url()
+    assert error.id == "pygigo.E001"
+    assert "s3cret-pw" not in error.msg and ":***@" in error.msg
+
+
 def test_good_broker_url_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYGIGO_BROKER_URL", "memory://")
+    monkeypatch.setenv("PYGIGO_BROKER_URL", "redis://127.0.0.1:6379/0")
     assert check_broker_url() == []
+
+
+def test_a_broker_that_is_not_durable_is_a_warning_outside_debug(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYGIGO_BROKER_URL", "memory://")
+    (warning,) = check_broker_url()
+    assert warning.id == "pygigo.W005" and "memory://" in warning.msg
+    with override_settings(DEBUG=True):
+        assert check_broker_url() == []
 
 
 class Marker(Middleware):

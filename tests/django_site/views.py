@@ -15,7 +15,13 @@ def greet(request: HttpRequest, who: str) -> HttpResponse:
     return HttpResponse(f"hello {who} via {request.method}", content_type="text/plain", status=200)
 
 
+@dispatched(queue=QUEUE, public=True, sensitive=("token",))
+def reset_password(request: HttpRequest, token: str) -> HttpResponse:
+    return HttpResponse(f"token of {len(token)} characters", content_type="text/plain")
+
+
 urlpatterns = [
     path("greet/<str:who>", greet),
+    path("reset/<str:token>", reset_password),
     path("", include("pygigo.django_site.urls")),
 ]

@@ -44,6 +44,7 @@ def test_options_map_to_dramatiq_units() -> None:
         ({"queue": "x.XQ"}, "reserved"),
         ({"min_backoff_s": 5, "max_backoff_s": 1}, "min_backoff_s"),
         ({"time_limit_s": 0}, "time_limit_s"),
+        ({"sensitive": "password"}, "tuple of names"),  # a bare string would mask its letters
     ],
 )
 def test_bad_options_fail_at_declaration(kwargs: dict[str, object], message: str) -> None:
@@ -97,7 +98,7 @@ def test_functions_rebind_when_the_broker_changes() -> None:
 
 
 class PriorityMemoryBroker(MemoryBroker):
-    capabilities = Capabilities(supports_priority=True, durable=False, redelivery="none")
+    capabilities = Capabilities(supports_priority=True, durable=False)
 
 
 def test_priority_becomes_broker_priority_only_where_supported() -> None:
@@ -200,3 +201,29 @@ def test_memory_join_reraises_actor_failures_like_the_stub_broker(url: str) -> N
     finally:
         worker.stop()
         runtime.reset()
+
+
+def test_messages_for_pipelines_and_groups_carry_the_priority_like_send() -> None:
+    @pygigo.function(queue="prio", priority=7)
+    def urgent_step(x: int) -> None: ...
+
+    try:
+        runtime.set_broker(build_broker("memory://"))
+        with pytest.raises(pygigo.CapabilityError, match="no per-message priority"):
+            urgent_step.message_with_options(args=(1,), priority=2)
+        runtime.set_broker(PriorityMemoryBroker())
+        assert urgent_step.message(1).options["broker_priority"] == 7
+        assert urgent_step.message_with_options(args=(1,), priority=2).options["broker_priority"] == 2
+    finally:
+        runtime.reset()
+
+
+def test_a_message_whose_arguments_can_never_fit_is_refused(memory_broker: object) -> None:
+    @pygigo.function(queue="fit")
+    def step(x: int, y: int) -> None: ...
+
+    assert step.message(1).args == (1,)  # a pipeline appends the previous result
+    with pytest.raises(pygigo.BadArguments, match="too many"):
+        step.message(1, 2, 3)
+    with pytest.raises(pygigo.BadArguments, match="unexpected keyword"):
+        step.message_with_options(kwargs={"z": 1})

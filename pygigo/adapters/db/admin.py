@@ -3,13 +3,17 @@ dead letters back on their queue."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import dramatiq
 from django.contrib import admin, messages
 from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
+from .. import base
 from . import doorbell
 from .models import Message, State
 
@@ -31,11 +35,31 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ("message_id", "actor_name", "queue_name")
     ordering = ("-id",)
     actions = ("requeue",)
-    readonly_fields = [field.name for field in Message._meta.fields]
+    # Body and error only as the installed redactor shows them: a message still queued holds
+    # the secrets its run needs (forwarded credentials, sensitive arguments).
+    fields = readonly_fields = (
+        *(field.name for field in Message._meta.fields if field.name not in ("body", "error")),
+        "shown_error",
+        "shown_body",
+    )
 
     @admin.display(description="error")
     def short_error(self, obj: Message) -> str:
-        return obj.error if len(obj.error) <= 80 else obj.error[:77] + "…"
+        error = self.shown_error(obj)
+        return error if len(error) <= 80 else error[:77] + "…"
+
+    @admin.display(description="why it was dead-lettered")
+    def shown_error(self, obj: Message) -> str:
+        message = _decoded(obj)
+        return obj.error if message is None else base.redactor().text(obj.error, message)
+
+    @admin.display(description="the Dramatiq message (secrets masked)")
+    def shown_body(self, obj: Message) -> str:
+        message = _decoded(obj)
+        if message is None:  # not a message: nothing in it is known to be secret
+            return format_html("<pre>{}</pre>", obj.body)
+        shown = base.redactor().message(message).asdict()
+        return format_html("<pre>{}</pre>", json.dumps(shown, indent=2, ensure_ascii=False))
 
     @admin.action(description="Requeue selected dead messages (fresh retries)", permissions=["requeue"])
     def requeue(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
@@ -60,3 +84,10 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def _decoded(row: Message) -> dramatiq.Message[Any] | None:
+    try:
+        return dramatiq.Message.decode(row.body.encode("utf-8"))
+    except dramatiq.errors.DecodeError:
+        return None

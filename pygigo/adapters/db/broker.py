@@ -126,13 +126,7 @@ class DatabaseBroker(PygigoBroker, _Table):
 
     scheme = "db"
     # Large bodies bloat every claim and the table: over 1 MiB, use the claim-check store.
-    capabilities = Capabilities(
-        max_message_bytes=1024 * 1024,
-        supports_priority=True,
-        native_dead_letter=True,
-        durable=True,
-        redelivery="lease",
-    )
+    capabilities = Capabilities(max_message_bytes=1024 * 1024, supports_priority=True, text_bodies=True)
     url_options = {
         "lease_s": Option(_positive_float, 60.0, "seconds a claimed message stays invisible (renewed)"),
         # The longest a missed doorbell (or a message no doorbell announces: an expired lease,
@@ -181,12 +175,12 @@ class DatabaseBroker(PygigoBroker, _Table):
     def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
         if url.path not in ("", "/"):
             raise ConfigurationError(
-                f"db:// takes a database alias, not a path: {url.raw!r}. Use db://<alias>."
+                f"db:// takes a database alias, not a path: {url.redacted!r}. Use db://<alias>."
             )
         alias = url.netloc or "default"
         if alias not in settings.DATABASES:
             raise ConfigurationError(
-                f"No database alias {alias!r} for broker URL {url.raw!r}. Aliases in "
+                f"No database alias {alias!r} for broker URL {url.redacted!r}. Aliases in "
                 f"settings.DATABASES: {', '.join(sorted(settings.DATABASES))}."
             )
         if not apps.ready or not apps.is_installed(APP):

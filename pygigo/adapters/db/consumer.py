@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import itertools
 import logging
 import threading
 import time
@@ -53,6 +52,7 @@ from django.utils import timezone
 from dramatiq import Message
 from dramatiq.broker import Consumer, MessageProxy
 
+from .. import base
 from ..base import BrokerUnavailable
 from . import doorbell
 from .models import State
@@ -84,7 +84,8 @@ class _Book:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.in_flight: set[int] = set()
-        self.done: collections.deque[tuple[int, str | None]] = collections.deque()  # (row, error)
+        # (row, None) for an ack; (row, (error, body)) for a dead letter.
+        self.done: collections.deque[tuple[int, tuple[str, str] | None]] = collections.deque()
         #: When the oldest queued outcome was queued (monotonic), None when none is queued.
         self.done_since: float | None = None
 
@@ -148,7 +149,12 @@ class DatabaseConsumer(Consumer):
 
     def nack(self, message: MessageProxy) -> None:
         exc = getattr(message, "_exception", None)
-        self._finish(message, f"{type(exc).__name__}: {exc}" if exc else "rejected")
+        error = f"{type(exc).__name__}: {exc}" if exc else "rejected"
+        # A dead letter is kept for days and shown in the admin: without the secrets its run
+        # needed (forwarded credentials, sensitive arguments), as the installed redactor knows them.
+        redactor = base.redactor()
+        kept = redactor.message(message).encode().decode("utf-8")
+        self._finish(message, (redactor.text(error, message), kept))
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         """Give unstarted messages back now (graceful shutdown), instead of after the lease."""
@@ -207,7 +213,7 @@ class DatabaseConsumer(Consumer):
         since = self._book.done_since
         return None if since is None else since + self._ack_delay_s - time.monotonic()
 
-    def _finish(self, message: MessageProxy, error: str | None) -> None:
+    def _finish(self, message: MessageProxy, error: tuple[str, str] | None) -> None:
         # Called from worker threads: record only; the consumer thread writes (batched).
         row_id = message.row_id
         with self._lock:
@@ -250,13 +256,13 @@ class DatabaseConsumer(Consumer):
         if not done and room <= 0:
             return 0
         acked = [row_id for row_id, error in done if error is None]
-        failed = sorted((error, row_id) for row_id, error in done if error is not None)
+        failed = [(row_id, outcome) for row_id, outcome in done if outcome is not None]
         now = timezone.now()
         statements = []
         if acked:
             statements.append(self._sql.ack(acked))
-        for error, group in itertools.groupby(failed, key=lambda pair: pair[0]):
-            statements.append(self._sql.bury([row_id for _, row_id in group], error, now))
+        for row_id, (error, body) in failed:  # rare: one statement each, with its own body
+            statements.append(self._sql.bury(row_id, error, body, now))
         if room > 0:
             statements.append(self._sql.claim(room, now, now + self.broker.lease))
         try:

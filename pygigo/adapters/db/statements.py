@@ -1,4 +1,4 @@
-"""The consumer's bookkeeping SQL: claim a batch, ack a batch, dead-letter a batch, and run
+"""The consumer's bookkeeping SQL: claim a batch, ack a batch, dead-letter a row, and run
 several of them as one transaction — on PostgreSQL in one round trip.
 
 Why one round trip matters: a worker's consumer thread shares the GIL with its worker threads.
@@ -74,13 +74,13 @@ class Bookkeeping:
         where, params = self._held(ids)
         return f"DELETE FROM {self._table} WHERE {where}", params
 
-    def bury(self, ids: list[int], error: str, now: datetime) -> Statement:
-        """Dead-letter the rows with ``error``."""
-        where, params = self._held(ids)
+    def bury(self, row_id: int, error: str, body: str, now: datetime) -> Statement:
+        """Dead-letter the row with ``error``, keeping ``body`` (the message as it may be kept)."""
+        where, params = self._held([row_id])
         return (
-            f"UPDATE {self._table} SET state = %s, dead_at = %s, error = %s, lease_owner = '',"
+            f"UPDATE {self._table} SET state = %s, dead_at = %s, error = %s, body = %s, lease_owner = '',"
             f" lease_expires_at = NULL WHERE {where}",
-            [State.DEAD.value, self._adapt(now), error, *params],
+            [State.DEAD.value, self._adapt(now), error, body, *params],
         )
 
     def claim(self, limit: int, now: datetime, lease_expires_at: datetime) -> Statement:

@@ -24,7 +24,7 @@ from ..base import (
 )
 from . import client as sqs
 from .consumer import SQSConsumer
-from .core import MAX_MESSAGE_BYTES, MAX_NATIVE_DELAY_S, SQSCore
+from .core import MAX_MESSAGE_BYTES, SQSCore
 
 
 def _ranged(low: int, high: int) -> Callable[[str], int]:
@@ -51,14 +51,7 @@ def _prefix(value: str) -> str:
 
 class SQSBroker(PygigoBroker, SQSCore):
     scheme = "sqs"
-    capabilities = Capabilities(
-        max_message_bytes=MAX_MESSAGE_BYTES,
-        max_native_delay_ms=MAX_NATIVE_DELAY_S * 1000,
-        supports_priority=False,
-        native_dead_letter=True,
-        durable=True,
-        redelivery="visibility",
-    )
+    capabilities = Capabilities(max_message_bytes=MAX_MESSAGE_BYTES, text_bodies=True)
     url_options: ClassVar[dict[str, Option]] = {
         "region": Option(str, None, "AWS region (default: the AWS chain's, e.g. AWS_REGION)"),
         "endpoint_url": Option(_endpoint_url, None, "SQS endpoint, for emulators (moto, ElasticMQ)"),
@@ -76,7 +69,7 @@ class SQSBroker(PygigoBroker, SQSCore):
     def _from_url(cls, url: BrokerURL, *, middleware: list[Middleware] | None) -> Self:
         if url.netloc or url.path not in ("", "/"):
             raise ConfigurationError(
-                f"sqs:// takes no host or path (got {url.raw!r}): use sqs://?region=…, and "
+                f"sqs:// takes no host or path (got {url.redacted!r}): use sqs://?region=…, and "
                 f"endpoint_url=… for an emulator. Credentials come from the AWS chain, never the URL."
             )
         return cls(middleware=middleware, **dict(url.options))

@@ -15,9 +15,14 @@ Options:
   dead_message_ttl_ms   how long dead letters are kept (default 7 days)
   maintenance_chance    out of a million commands, how many also run maintenance (requeue of
                         dead workers' messages, dead-letter expiry); default 1000
-  idle_poll_max_ms      longest an idle consumer sleeps between looks at its queue (default 10;
-                        Dramatiq's own is the worker timeout, 1 s, which a message sent to an
-                        idle worker waits for)
+  idle_poll_max_ms      longest a consumer sleeps between looks at its queue when it cannot
+                        block on it: its prefetch is full, it is a delay queue, or the server
+                        lacks BLMOVE (default 10)
+
+An idle consumer does not poll: it blocks on its queue's list (``BLMOVE q q LEFT LEFT``, which
+moves the head back onto itself, so the list and its order never change) until a message
+arrives or the worker timeout passes, so a message sent to an idle worker starts at once.
+Nothing is rung on enqueue: the list Dramatiq's enqueue pushes to is the doorbell.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from uuid import uuid4
 import dramatiq
 import redis
 from dramatiq.brokers import redis as dramatiq_redis
-from dramatiq.common import current_millis, dq_name, xq_name
+from dramatiq.common import current_millis, dq_name, q_name, xq_name
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import Middleware
 
 from .base import BrokerURL, Capabilities, Option, PygigoBroker, QueueStats, age_s
@@ -70,12 +76,11 @@ class RedisBroker(PygigoBroker, dramatiq_redis.RedisBroker):
         with self.translate_errors():
             self.client.ping()
 
-    #: Caps the consumer's idle backoff (its ``timeout``): the latency a message sent to an
-    #: idle worker sees, against one cheap script call per look.
+    #: Caps the consumer's backoff when it cannot block on its queue (see the module doc).
     idle_poll_max_ms = 10
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _SweepingConsumer:
-        return _SweepingConsumer(self, queue_name, prefetch, min(timeout, self.idle_poll_max_ms))
+        return _SweepingConsumer(self, queue_name, prefetch, timeout)
 
     def _script_args(self, command: str, queue_name: str, *, maintenance: bool) -> list[Any]:
         # Same layout as RedisBroker._dispatch builds for dramatiq 2.x's dispatch.lua.
@@ -137,7 +142,7 @@ class RedisBroker(PygigoBroker, dramatiq_redis.RedisBroker):
 
 
 class _SweepingConsumer(dramatiq_redis._RedisConsumer):
-    """Sweeps its queue at start and then once per heartbeat timeout.
+    """Blocks on its queue while idle, and sweeps it at start and once per heartbeat timeout.
 
     Dramatiq requeues a dead worker's messages only during random maintenance (0.1% of
     commands by default), so on a quiet queue they could wait for hours; sweeping on a clock
@@ -145,13 +150,41 @@ class _SweepingConsumer(dramatiq_redis._RedisConsumer):
     """
 
     def __init__(self, broker: RedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
-        super().__init__(broker, queue_name, prefetch, timeout)
+        # Dramatiq's consumer sleeps up to ``timeout`` when it finds nothing; ours sleeps only
+        # when it cannot block, and then briefly (idle_poll_max_ms).
+        super().__init__(broker, queue_name, prefetch, min(timeout, broker.idle_poll_max_ms))
         self._sweep_every_s = broker.heartbeat_timeout / 1000
         self._next_sweep = 0.0
+        self._block_s = timeout / 1000
+        # A delay queue's consumer must come back on time to release messages that fell due
+        # (Dramatiq does that between looks), so it keeps polling.
+        self._blocks = q_name(queue_name) == queue_name
+        self._key = f"{broker.namespace}:{queue_name}"
 
     def __next__(self) -> Any:
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + self._sweep_every_s
             self.broker.sweep(self.queue_name)
+        room = self.prefetch - self.outstanding_message_count
+        if self._blocks and room > 0 and not self.message_cache:
+            try:
+                self.message_cache = self.broker.do_fetch(self.queue_name, room)
+                if not self.message_cache:
+                    self._block_until_queued()
+            except redis.ConnectionError as exc:
+                raise ConnectionClosed(exc) from None
+        # Hands out what was fetched, or fetches again after the wake-up (sleeping briefly if
+        # another consumer took the message first).
         return super().__next__()
+
+    def _block_until_queued(self) -> None:
+        """Until the queue has a message, or the worker timeout (then Dramatiq's loop runs:
+        shutdown checks). The fetch just found the list empty, so this cannot spin."""
+        try:
+            self.broker.client.blmove(self._key, self._key, self._block_s, "LEFT", "LEFT")
+        except redis.TimeoutError:
+            pass  # a client socket_timeout shorter than the block: just look again
+        except redis.ResponseError as exc:  # Redis < 6.2 has no BLMOVE
+            self._blocks = False
+            self.logger.warning("Cannot block on %s (%s); polling it instead.", self._key, exc)

@@ -34,7 +34,7 @@ from pygigo.platform.poison import WORKER_DIED
 from pygigo.platform.registry import registry
 
 from .models import Invocation, Status
-from .store import stored_envelope
+from .store import notify, stored_envelope
 
 logger = logging.getLogger("pygigo.tracking")
 
@@ -135,7 +135,8 @@ def recover_stuck(older_than_s: float = DEFAULT_RECOVER_AFTER_S) -> int:
             continue
         limit = function.options.max_retries + 1
         if row.attempts >= limit:
-            mine.update(status=Status.DEAD, error=WORKER_DIED, finished_at=now, holder="")
+            if mine.update(status=Status.DEAD, error=WORKER_DIED, finished_at=now, holder=""):
+                notify(row.id)
             recovered += 1
             continue
         message = invocations.envelope_message(stored_envelope(row), function)

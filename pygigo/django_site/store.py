@@ -11,6 +11,7 @@ the message goes out after the commit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import threading
@@ -30,6 +31,7 @@ from pygigo.platform import settings as pygigo_settings
 from pygigo.platform.envelope import Envelope, new_id
 from pygigo.platform.functions import Function
 
+from . import completion
 from .models import STARTABLE, Invocation, Status
 
 logger = logging.getLogger("pygigo.invocations")
@@ -199,20 +201,25 @@ def _key(invocation_id: Any) -> str:
 
 
 def notify(invocation_id: Any) -> None:
-    """Wake waiters in this process (a worker thread in the same process finished it)."""
+    """Wake the waiters of an invocation whose row changed: in this process at once, in other
+    processes by a completion notice (:mod:`.completion`) once the caller's transaction
+    commits (so they never read the row before the change is visible)."""
+    key = _key(invocation_id)
     with _waiters_lock:
-        events = list(_waiters.get(_key(invocation_id), ()))
+        events = list(_waiters.get(key, ()))
     for event in events:
         event.set()
+    transaction.on_commit(functools.partial(completion.announce, key), using=router.db_for_write(Invocation))
 
 
 def wait_for(invocation_id: Any, timeout_s: float) -> Invocation | None:
     """The invocation once finished, or as it is after ``timeout_s``; None if it does not exist.
 
-    Polls the database, since the worker is usually another process: every 2 ms for the first
-    100 ms (most functions finish in that window, and a primary-key read is cheap), then backing
-    off to one read per 100 ms. A worker thread in this process wakes the waiter at once
-    (:func:`notify`).
+    With a completion channel (:mod:`.completion`), subscribes before the first read of the row
+    and reads it again on each notice, or every ``PYGIGO_WAIT_FALLBACK_POLL_S`` in case one was
+    lost. Without one (or while it is down) polls the database: every 2 ms for the first 100 ms
+    (most functions finish in that window, and a primary-key read is cheap), then backing off to
+    one read per 100 ms; a worker thread in this process wakes the waiter at once (:func:`notify`).
     """
     key = _key(invocation_id)
     event = threading.Event()
@@ -222,15 +229,19 @@ def wait_for(invocation_id: Any, timeout_s: float) -> Invocation | None:
     fast_until = time.monotonic() + 0.1
     delay = 0.002
     try:
-        while True:
-            invocation = Invocation.objects.filter(id=invocation_id).first()
-            remaining = deadline - time.monotonic()
-            if invocation is None or invocation.finished or remaining <= 0:
-                return invocation
-            event.wait(min(delay, remaining))
-            event.clear()
-            if time.monotonic() > fast_until:
-                delay = min(delay * 1.5, 0.1)
+        with completion.subscription(key) as notice:
+            while True:
+                invocation = Invocation.objects.filter(id=invocation_id).first()
+                remaining = deadline - time.monotonic()
+                if invocation is None or invocation.finished or remaining <= 0:
+                    return invocation
+                if notice is not None and notice.alive:
+                    notice.wait(min(completion.fallback_poll_s(), remaining))
+                    continue
+                event.wait(min(delay, remaining))
+                event.clear()
+                if time.monotonic() > fast_until:
+                    delay = min(delay * 1.5, 0.1)
     finally:
         with _waiters_lock:
             _waiters[key].remove(event)

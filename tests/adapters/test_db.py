@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -123,6 +124,50 @@ def test_postgres_doorbell_rings_on_commit_only(broker: DatabaseBroker, alias: s
         assert rang.wait(5)
     finally:
         listener.stop()
+
+
+def test_sqlite_socket_doorbell_wakes_a_consumer_of_another_broker() -> None:
+    """Two brokers on one SQLite file stand for two processes: the sender's in-process doorbell
+    cannot reach the other's consumer, whose poll interval is an hour."""
+    migrate_database("default")
+    consumer_side = make_broker("default", "?poll_interval_ms=3600000")
+    sender = make_broker("default")
+    consumer_side.flush(QUEUE)
+    consumer = consumer_side.consume(QUEUE, prefetch=1, timeout=600_000)
+    got: list[dramatiq.Message[None] | None] = []
+    taker = threading.Thread(target=lambda: got.append(next(consumer)), daemon=True)
+    try:
+        listener = consumer._listener
+        assert isinstance(listener, doorbell.SocketListener) and listener.listening.wait(10)
+        taker.start()
+        runtime.set_broker(sender)
+        sent = send()
+        taker.join(timeout=30)
+        assert not taker.is_alive(), "the consumer was not woken"
+        assert got[0] is not None and got[0].message_id == sent.message_id
+    finally:
+        runtime.reset()
+        consumer.close()
+        consumer_side.flush(QUEUE)
+    assert not listener.path.exists()  # a closed consumer removes its socket
+
+
+def test_sqlite_doorbell_removes_sockets_their_process_left_behind(tmp_path: Path) -> None:
+    bell = doorbell.SocketDoorbell(str(tmp_path / "db.sqlite3"))
+    bell.directory.mkdir(mode=0o700, exist_ok=True)
+    stale = bell.directory / f"{doorbell.socket_name(QUEUE)}.dead"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as gone:
+        gone.bind(str(stale))  # closed without unlinking, as by a killed process
+    rang = threading.Event()
+    listener = doorbell.SocketListener(bell, QUEUE, rang)
+    listener.start()
+    try:
+        bell.ring(QUEUE)
+        assert rang.wait(10)
+        assert not stale.exists()
+    finally:
+        listener.stop()
+        bell.directory.rmdir()
 
 
 # -- Leases ---------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ requeued from the Django admin, acked rows deleted at once, leases renewed while
 runs (a SIGKILLed worker's messages run again once its lease expires: at-least-once),
 queue stats (the oldest ready age counts from when the row became available, i.e. its
 ``available_at``: a delayed message's age starts when its delay ends). Idle consumers wake on a
-doorbell: ``LISTEN/NOTIFY`` on PostgreSQL (typically a few milliseconds), polling elsewhere.
+doorbell: ``LISTEN/NOTIFY`` on PostgreSQL (typically a few milliseconds), a Unix datagram socket
+per consumer on SQLite (its processes share the machine the file is on).
 
 Databases: PostgreSQL, and SQLite 3.35 or later (the broker needs ``UPDATE … RETURNING``);
 others are refused with a ConfigurationError.
@@ -42,8 +43,9 @@ Options:
                     lease_s/3 while it runs; a dead worker's messages return after it
                     (default 60)
   poll_interval_ms  longest an idle consumer sleeps before looking again (default 100)
-  notify            PostgreSQL: ring a LISTEN/NOTIFY doorbell on enqueue (default true);
-                    ignored on databases without NOTIFY
+  notify            ring a doorbell on enqueue that wakes idle consumers in other processes
+                    (default true): LISTEN/NOTIFY on PostgreSQL, Unix sockets on SQLite;
+                    ignored on other databases
 
 SQLite: use WAL (``PRAGMA journal_mode=WAL``) and, for your own transactions,
 ``"transaction_mode": "IMMEDIATE"`` in ``OPTIONS`` (Pygigo's default site does both); the app
@@ -127,10 +129,10 @@ class DatabaseBroker(PygigoBroker, _Table):
     capabilities = Capabilities(max_message_bytes=1024 * 1024, supports_priority=True, text_bodies=True)
     url_options = {
         "lease_s": Option(_positive_float, 60.0, "seconds a claimed message stays invisible (renewed)"),
-        # Short enough for a snappy `Prefer: wait` on SQLite (no cross-process doorbell there);
-        # an idle look is one indexed SELECT.
+        # The longest a missed doorbell (or a message no doorbell announces: an expired lease,
+        # an admin requeue) waits; an idle look is one indexed SELECT.
         "poll_interval_ms": Option(_positive_int, 100, "longest idle sleep between looks (ms)"),
-        "notify": Option(parse_bool, True, "PostgreSQL LISTEN/NOTIFY doorbell (true/false)"),
+        "notify": Option(parse_bool, True, "doorbell for other processes' consumers (true/false)"),
     }
     # ProgrammingError: PostgreSQL's "relation does not exist" (not migrated).
     driver_errors = (django.db.OperationalError, django.db.InterfaceError, django.db.ProgrammingError)
@@ -156,6 +158,7 @@ class DatabaseBroker(PygigoBroker, _Table):
                 f"database {_describe(alias)}."
             )
         self.notify = notify and doorbell.can_notify(connections[alias])
+        self.socket_bell = doorbell.SocketDoorbell.for_connection(connections[alias]) if notify else None
         self.queues: dict[str, None] = {}
         self.doorbell = doorbell.LocalDoorbell()
         # Per queue, shared by the consumers Dramatiq restarts (see consumer._Book).
@@ -245,7 +248,7 @@ class DatabaseBroker(PygigoBroker, _Table):
                 for queue_name in queues:
                     doorbell.ring(connection, queue_name)
         for queue_name in queues:
-            transaction.on_commit(functools.partial(self.doorbell.ring, queue_name), using=self.alias)
+            transaction.on_commit(functools.partial(self._ring_after_commit, queue_name), using=self.alias)
         for message in batch:
             self.emit_after("enqueue", message, None)
         return batch
@@ -260,10 +263,16 @@ class DatabaseBroker(PygigoBroker, _Table):
             row.save(using=self.alias, force_insert=True)
             if self.notify:
                 doorbell.ring(connection, message.queue_name)
-        # Same-process consumers: woken at commit (immediately outside a transaction).
-        transaction.on_commit(lambda: self.doorbell.ring(message.queue_name), using=self.alias)
+        transaction.on_commit(lambda: self._ring_after_commit(message.queue_name), using=self.alias)
         self.emit_after("enqueue", message, delay)
         return message
+
+    def _ring_after_commit(self, queue_name: str) -> None:
+        """Consumers in this process, and on SQLite in other processes: at commit (at once
+        outside a transaction), so a woken consumer finds the row."""
+        self.doorbell.ring(queue_name)
+        if self.socket_bell is not None:
+            self.socket_bell.ring(queue_name)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> DatabaseConsumer:
         from .consumer import DatabaseConsumer

@@ -10,7 +10,8 @@ Threads and what they touch (each uses its own Django connection):
   bookkeeping and many outcomes share one statement;
 * the heartbeat thread: renews the leases of the messages in flight (handed to a worker
   thread and not yet finished), so a message whose outcome was lost returns after its lease;
-* the listener thread (PostgreSQL, ``notify=true``): wakes the consumer on NOTIFY.
+* the listener thread (``notify=true``): wakes the consumer on NOTIFY (PostgreSQL) or on a ring
+  of the socket doorbell (SQLite), see :mod:`.doorbell`.
 
 Batching. The consumer holds at most ``prefetch`` messages (claimed and not finished), and
 claims only once at least half of that is free: while a queue drains, one transaction per
@@ -114,9 +115,15 @@ class DatabaseConsumer(Consumer):
         self._closed = False
         self._sql = Bookkeeping(broker.alias, broker.model._meta.db_table, queue_name, broker.owner)
         broker.doorbell.subscribe(queue_name, self._wake)
-        self._listener: doorbell.Listener | None = None
+        self._listener: doorbell.Listener | doorbell.SocketListener | None = None
         if broker.notify:
             self._listener = doorbell.Listener(broker.alias, queue_name, self._wake)
+        elif broker.socket_bell is not None:
+            try:
+                self._listener = doorbell.SocketListener(broker.socket_bell, queue_name, self._wake)
+            except OSError as exc:
+                logger.warning("No doorbell for %r (%s); polling it.", queue_name, exc)
+        if self._listener is not None:
             self._listener.start()
         self._heartbeat = _Heartbeat(self)
         self._heartbeat.start()

@@ -49,5 +49,5 @@ def broker(case: AdapterCase) -> Iterator[PygigoBroker]:
 
 @pytest.fixture
 def worker(broker: PygigoBroker) -> Iterator[dramatiq.Worker]:
-    with running_worker(broker) as running:
+    with running_worker(broker, queues=set(QUEUES)) as running:
         yield running

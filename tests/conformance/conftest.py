@@ -145,11 +145,10 @@ def require(case: AdapterCase, capability: str) -> None:
 def running_worker(
     broker: PygigoBroker, *, threads: int = 4, queues: set[str] | None = None
 ) -> Iterator[dramatiq.Worker]:
-    """An in-process worker on ``queues`` (default: the conformance functions' two queues).
+    """An in-process worker on ``queues`` (default: every queue the process declared).
 
-    Not every queue the process declared: on db:// each consumer holds a database connection,
-    and a worker consuming every test module's queues took ~40 of PostgreSQL's 100."""
-    queues = queues or {functions.QUEUE, functions.SLOW_QUEUE}
+    Suites on db:// should name their queues: each consumer holds a database connection, and a
+    worker consuming every test module's queues took ~40 of PostgreSQL's 100."""
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=50, queues=queues)
     worker.start()
     try:

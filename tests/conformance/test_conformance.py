@@ -18,9 +18,17 @@ from pygigo.adapters.base import PygigoBroker
 from tests.conftest import wait_until
 
 from . import functions
-from .conftest import AdapterCase, require, running_worker
+from .conftest import AdapterCase, require
+from .conftest import running_worker as worker_on
 
 record = functions.record
+
+
+def running_worker(
+    broker: PygigoBroker, *, threads: int = 4, queues: set[str] | None = None
+) -> contextlib.AbstractContextManager[dramatiq.Worker]:
+    """A worker on the conformance functions' queues only (see ``worker_on``)."""
+    return worker_on(broker, threads=threads, queues=queues or {functions.QUEUE, functions.SLOW_QUEUE})
 
 
 def test_send_and_consume_round_trips_json_arguments(broker: PygigoBroker) -> None:

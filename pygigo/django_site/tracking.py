@@ -33,20 +33,22 @@ and predicts its decision with :func:`pygigo.platform.invocations.will_retry`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 import traceback
+import uuid
 from typing import Any
 
 import dramatiq
 from django.db import close_old_connections, router, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 from dramatiq.middleware import Middleware, SkipMessage
 
 from pygigo.platform import guard, invocations, poison, redaction
 
-from . import heartbeat
+from . import heartbeat, transitions
 from .models import STARTABLE, Invocation, Status
 from .store import notify
 
@@ -54,12 +56,38 @@ logger = logging.getLogger("pygigo.tracking")
 
 
 class _Holding(threading.local):
-    """The holder token of the invocation this worker thread runs (None: it holds none)."""
+    """The invocation this worker thread runs: its holder token and its row as the start left
+    it (None: it holds none)."""
 
     holder: str | None = None
+    row: Invocation | None = None
+    #: When this thread last checked its database connections (monotonic seconds).
+    checked_at: float = float("-inf")
 
 
 _holding = _Holding()
+
+#: How often a busy worker thread checks its connections (CONN_MAX_AGE, health checks).
+CONNECTION_CHECK_S = 1.0
+
+
+def _check_connections() -> None:
+    """Drop connections that broke or aged out, as Django does between requests, but at most
+    once a second per thread: with ``CONN_HEALTH_CHECKS`` each check costs PostgreSQL a
+    ``SELECT 1`` round trip, which per message was a third of a tracked run's queries. A
+    connection that breaks under load fails the runs of at most that second (retried)."""
+    now = time.monotonic()
+    if now - _holding.checked_at >= CONNECTION_CHECK_S:
+        _holding.checked_at = now
+        close_old_connections()
+
+
+def started_row(invocation_id: str) -> Invocation | None:
+    """The row of the invocation this thread is running, as its start left it (unsaved; the
+    database holds the same values), or None when this thread did not start it. Spares a
+    Django task's run a read of its own row."""
+    row = _holding.row
+    return row if row is not None and row.id.hex == invocation_id else None
 
 
 def _error_text(exception: BaseException) -> str:
@@ -95,24 +123,26 @@ class InvocationTracker(Middleware):
     """Writes Invocation status transitions (see module docstring)."""
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        _holding.holder = None
+        _holding.holder = _holding.row = None
         if message.actor_name != invocations.ENVELOPE_ACTOR or message.failed:
             return
         envelope = invocations.current().envelope
         if envelope is None:
             return
-        # Worker threads live long: drop connections that broke or aged out while idle.
-        close_old_connections()
+        _check_connections()
         now = timezone.now()
         holder = heartbeat.new_holder()
-        max_retries = invocations.max_retries(broker, message)
-        takeover = heartbeat.stale_holder(now)
-        if max_retries is not None:
-            takeover &= Q(attempts__lte=max_retries)
-        rows = Invocation.objects.filter(Q(status__in=STARTABLE) | takeover, id=envelope.id)
-        start = {"status": Status.RUNNING, "attempts": F("attempts") + 1, "started_at": now}
-        start.update(heartbeat_at=now, holder=holder)
-        started = rows.update(**start)
+        alias = router.db_for_write(Invocation)
+        start = functools.partial(
+            transitions.start,
+            alias,
+            envelope.id,
+            now=now,
+            holder=holder,
+            stale_before=now - heartbeat.stale_after(),
+            max_retries=invocations.max_retries(broker, message),
+        )
+        started = start()
         row = (
             None
             if started
@@ -126,11 +156,22 @@ class InvocationTracker(Middleware):
                     f"invocation {envelope.id} is unknown here: never accepted (the accepting "
                     "request failed before its commit), pruned, or a replay",
                 )
-            started = rows.update(**start)
+            started = start()
             if not started:
                 row = Invocation.objects.filter(id=envelope.id).values_list("status", "holder").first()
         if started:
+            attempts, created_at, error = started
             _holding.holder = holder
+            _holding.row = Invocation(
+                id=uuid.UUID(envelope.id),
+                status=Status.RUNNING,
+                attempts=attempts,
+                created_at=created_at,
+                started_at=now,
+                heartbeat_at=now,
+                holder=holder,
+                error=error,
+            )
             heartbeat.hold(holder)
             return
         assert row is not None  # rows are deleted only once finished, long after their run
@@ -166,7 +207,7 @@ class InvocationTracker(Middleware):
         envelope = state.envelope
         if envelope is None:
             return
-        holder, _holding.holder = _holding.holder, None
+        holder, _holding.holder, _holding.row = _holding.holder, None, None
         try:
             if holder is not None:
                 heartbeat.release(holder)
@@ -184,13 +225,13 @@ class InvocationTracker(Middleware):
         exception: BaseException | None,
     ) -> None:
         # Fenced: only while this delivery still holds the row.
-        rows = Invocation.objects.filter(id=invocation_id, status=Status.RUNNING, holder=holder)
+        write = functools.partial(transitions.record, router.db_for_write(Invocation), invocation_id, holder)
         now = timezone.now()
         if exception is None:
             try:
-                written = rows.update(status=Status.SUCCEEDED, result=state.result, error="", finished_at=now)
+                written = write(status=Status.SUCCEEDED, result=state.result, error="", finished_at=now)
             except (TypeError, ValueError) as exc:  # the return value is not JSON
-                written = rows.update(
+                written = write(
                     status=Status.FAILED, error=f"result is not JSON-serialisable: {exc}", finished_at=now
                 )
                 message.fail()
@@ -198,10 +239,10 @@ class InvocationTracker(Middleware):
             # Kept for days and shown in the API and admin: no secret the run received.
             error = redaction.scrub(_error_text(exception), invocations.mask_message(message)[1])
             if invocations.will_retry(broker, message, exception):
-                written = rows.update(status=Status.RETRYING, error=error)
+                written = write(status=Status.RETRYING, error=error)
             else:
                 exhausted = message.options.get("retries", 0) > 0
-                written = rows.update(
+                written = write(
                     status=Status.DEAD if exhausted else Status.FAILED, error=error, finished_at=now
                 )
         if not written:

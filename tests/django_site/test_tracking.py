@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import dramatiq
 import pytest
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -201,7 +202,12 @@ def test_redelivery_while_the_holder_is_alive_is_checked_again_not_dropped(
     assert Invocation.objects.get(id=invocation.id).status == Status.RUNNING
 
 
-def test_redelivery_after_the_holder_died_takes_over(broker: PygigoBroker) -> None:
+@pytest.mark.parametrize("returning", [True, False], ids=["update-returning", "update-then-read"])
+def test_redelivery_after_the_holder_died_takes_over(
+    broker: PygigoBroker, returning: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without UPDATE … RETURNING (MySQL, MariaDB) the start reads the row in a second query.
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", returning)
     stale = timezone.now() - heartbeat.stale_after() - timedelta(seconds=1)
     invocation = _orphan("orphan", status=Status.RUNNING, attempts=1, holder="w/1/x", heartbeat_at=stale)
     _run_once(broker)

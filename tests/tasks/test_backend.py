@@ -9,12 +9,14 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import dramatiq
 import pytest
 from django.db import transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from pygigo.adapters.base import PygigoBroker
@@ -50,6 +52,25 @@ def test_enqueue_runs_the_task_and_records_its_result(worker: dramatiq.Worker) -
         assert (result.args, result.kwargs) == ([1], {"two": 3})
         assert result.attempts == 1
         assert result.errors == []
+
+
+def test_a_run_writes_its_row_twice_and_never_reads_it(
+    worker: dramatiq.Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start's UPDATE … RETURNING gives the run what its TaskResult needs (attempt count,
+    enqueue time, last error): on the worker, two statements per run, no SELECT."""
+    seen: Counter[str] = Counter()
+    original = CursorWrapper._execute
+
+    def counting(self: CursorWrapper, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if type(threading.current_thread()).__name__ == "WorkerThread" and '"pygigo_invocation"' in sql:
+            seen[sql.split()[0].upper()] += 1
+        return original(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(CursorWrapper, "_execute", counting)
+    result = finished(tasks.check_context.enqueue(attempt=1))
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 1
+    assert seen == {"UPDATE": 2}
 
 
 def test_aenqueue_and_aget_result(worker: dramatiq.Worker) -> None:

@@ -24,6 +24,7 @@ from django.utils import timezone
 from pygigo.platform import invocations
 from pygigo.platform.functions import MAX_PRIORITY, Function, FunctionOptions
 
+from .. import tracking
 from ..models import Invocation, Status
 from .compat import (
     TASK_MAX_PRIORITY,
@@ -77,6 +78,11 @@ def deferred_ms(stored_envelope: Mapping[str, Any]) -> int | None:
 def rebuild(task: Task, meta: Mapping[str, Any]) -> Task:
     """``task`` as it was enqueued (``Task.using`` values from the wire)."""
     run_after = meta.get("run_after")
+    if run_after is None and (meta.get("queue_name"), meta.get("priority")) == (
+        task.queue_name,
+        task.priority,
+    ):
+        return task  # as declared: spares using()'s copy and validation on every run
     when = None if run_after is None else datetime.fromtimestamp(run_after, UTC)
     if when is not None and not settings.USE_TZ:
         when = timezone.make_naive(when)
@@ -163,8 +169,12 @@ class TaskFunction(Function[..., Any]):
         JSON-only return value, as Django's backends do."""
         envelope = invocations.current().envelope
         invocation_id = envelope.id if envelope else uuid.uuid4().hex
-        row = Invocation.objects.filter(id=invocation_id).first() or Invocation(
-            id=uuid.UUID(invocation_id), status=Status.RUNNING, attempts=1, started_at=timezone.now()
+        row = (
+            tracking.started_row(invocation_id)
+            or Invocation.objects.filter(id=invocation_id).first()
+            or Invocation(
+                id=uuid.UUID(invocation_id), status=Status.RUNNING, attempts=1, started_at=timezone.now()
+            )
         )
         current = rebuild(self.task, task)
         result = to_result(row, current, args, kwargs)

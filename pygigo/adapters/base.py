@@ -61,6 +61,7 @@ __all__ = [
     "QueueMissing",
     "QueueStats",
     "Redactor",
+    "Sealer",
     "build_broker",
     "known_schemes",
     "load_adapter",
@@ -68,7 +69,9 @@ __all__ = [
     "redact_text",
     "redactor",
     "register_adapter",
+    "sealer",
     "set_redactor",
+    "set_sealer",
 ]
 
 
@@ -255,6 +258,32 @@ def set_redactor(redactor: Redactor) -> None:
 def redactor() -> Redactor:
     """The process's :class:`Redactor` (the platform's, once it is imported)."""
     return _redactor
+
+
+class Sealer:
+    """Makes a stored message runnable again after an adapter changes its options (the
+    ``db://`` admin requeues a dead letter with a fresh retry budget). Workers run only what
+    the platform signed and only the platform can sign, so it installs its own with
+    :func:`set_sealer`; this default applies the change and signs nothing."""
+
+    def reseal(self, message: dramatiq.Message[Any], options: dict[str, Any]) -> dramatiq.Message[Any]:
+        """``message`` with ``options`` changed, signed again with a fresh expiry. Raises
+        :class:`PygigoError` if ``message`` as stored does not verify (altered, forged, or
+        kept with its secrets masked): signing it would vouch for a message nobody sent."""
+        return message.copy(options=options)
+
+
+_sealer = Sealer()
+
+
+def set_sealer(sealer: Sealer) -> None:
+    global _sealer
+    _sealer = sealer
+
+
+def sealer() -> Sealer:
+    """The process's :class:`Sealer` (the platform's, once it is imported)."""
+    return _sealer
 
 
 class PygigoBroker(dramatiq.Broker):

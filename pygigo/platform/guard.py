@@ -43,6 +43,7 @@ from django.dispatch import receiver
 from dramatiq.common import q_name
 from dramatiq.middleware import Middleware, SkipMessage
 
+from ..adapters.base import PygigoError
 from . import invocations, settings
 from .envelope import EnvelopeError, key_id
 
@@ -146,6 +147,21 @@ def check(message: Any) -> None:
     expires = options.get(EXPIRES)
     if not isinstance(expires, int) or expires < time.time() * 1000:
         raise MessageRefused(f"message expired (pygigo_exp={expires!r})", authentic=True)
+
+
+def reseal(message: dramatiq.Message[Any], options: dict[str, Any]) -> dramatiq.Message[Any]:
+    """See :meth:`pygigo.adapters.base.Sealer.reseal`: verified as stored (an expired message
+    is fine, that is why it is being requeued), then changed and signed afresh."""
+    try:
+        check(message)
+    except MessageRefused as exc:
+        if not exc.authentic:
+            raise PygigoError(f"message {message.message_id} cannot be signed again: {exc}") from None
+    changed = message.copy(options=options)
+    if SIGNATURE not in message.options:
+        return changed  # a message of an unsigned queue (PYGIGO_UNSIGNED_QUEUES) stays unsigned
+    sign(changed)
+    return changed
 
 
 def refuse(message: Any, reason: str) -> NoReturn:

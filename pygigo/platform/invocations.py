@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
-from ..adapters.base import ConfigurationError, PygigoError, Redactor, set_redactor
+from ..adapters.base import ConfigurationError, PygigoError, Redactor, Sealer, set_redactor, set_sealer
 from . import redaction, settings
 from .envelope import Envelope, EnvelopeError, canonical_json, seal, verify
 from .envelope.model import parse_json
@@ -86,6 +86,18 @@ class MessageRedactor(Redactor):
 
 
 set_redactor(MessageRedactor())
+
+
+class MessageSealer(Sealer):
+    """The platform's :class:`~pygigo.adapters.base.Sealer`: signs with this process's keys."""
+
+    def reseal(self, message: dramatiq.Message[Any], options: dict[str, Any]) -> dramatiq.Message[Any]:
+        from .guard import reseal  # the guard imports this module
+
+        return reseal(message, options)
+
+
+set_sealer(MessageSealer())
 
 
 class _MessageLogFilter(logging.Filter):

@@ -26,7 +26,7 @@ from pygigo.adapters.db import doorbell
 from pygigo.adapters.db.broker import DatabaseBroker
 from pygigo.adapters.db.consumer import DatabaseConsumer
 from pygigo.adapters.db.models import Message, State
-from pygigo.platform import invocations, runtime
+from pygigo.platform import guard, invocations, runtime
 from pygigo.platform.envelope import Envelope
 from tests.adapters import db_functions
 from tests.conftest import migrate_database
@@ -324,7 +324,9 @@ def test_only_databases_with_update_returning_are_accepted() -> None:
 def test_admin_requeues_a_dead_letter_with_fresh_retries(broker: DatabaseBroker, alias: str) -> None:
     if alias != "default":
         pytest.skip("the admin reads the default database")
-    db_functions.mark.send_with_options(args=("/nonexistent", 0), retries=5)
+    sent = db_functions.mark.message_with_options(args=("/nonexistent", 0), retries=5)
+    guard.sign(sent)  # as a worker's broker would (this test's broker has no guard)
+    broker.enqueue(sent)
     consumer = broker.consume(QUEUE, prefetch=1, timeout=2000)
     message = next(consumer)
     assert message is not None
@@ -350,6 +352,42 @@ def test_admin_requeues_a_dead_letter_with_fresh_retries(broker: DatabaseBroker,
     assert json.loads(row.body)["options"]["retries"] == 0
     stats = broker.queue_stats(QUEUE)
     assert (stats.ready, stats.dead) == (1, 0)
+    # Signed again with a fresh expiry: a worker's guard lets it through.
+    consumer = broker.consume(QUEUE, prefetch=1, timeout=2000)
+    requeued = next(consumer)
+    consumer.close()
+    assert requeued is not None and requeued.message_id == message.message_id
+    guard.check(requeued)
+
+
+def test_admin_leaves_a_dead_letter_that_no_longer_verifies(broker: DatabaseBroker, alias: str) -> None:
+    """Requeueing signs the message again, so it must not bless one altered at rest (or kept
+    with its secrets masked): that one stays dead, and the admin says why."""
+    if alias != "default":
+        pytest.skip("the admin reads the default database")
+    sent = db_functions.mark.message("/nonexistent", 0)
+    guard.sign(sent)
+    broker.enqueue(sent)
+    consumer = broker.consume(QUEUE, prefetch=1, timeout=2000)
+    message = next(consumer)
+    assert message is not None
+    message.fail()
+    consumer.nack(message)
+    consumer.close()
+    (row,) = rows(alias)
+    body = json.loads(row.body)
+    body["args"] = ["/etc", 1]
+    Message.objects.filter(pk=row.pk).update(body=json.dumps(body))
+
+    user = get_user_model().objects.create_superuser(f"admin-{time.monotonic_ns()}", "a@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    response = client.post(
+        "/admin/pygigo_db/message/", {"action": "requeue", "_selected_action": [row.pk]}, follow=True
+    )
+    assert b"signature no longer verifies" in response.content
+    (row,) = rows(alias)
+    assert row.state == State.DEAD
 
 
 def test_dead_letters_and_admin_pages_keep_no_secret(broker: DatabaseBroker, alias: str) -> None:

@@ -67,13 +67,22 @@ class MessageAdmin(admin.ModelAdmin):
         dead = queryset.filter(state=State.DEAD)
         queues = set(dead.values_list("queue_name", flat=True))
         with transaction.atomic(using=alias):
+            selected, dead_count = queryset.count(), dead.count()
             count = Message.objects.using(alias).filter(pk__in=dead.values("pk")).requeue()
             for queue_name in queues:  # wake idle PostgreSQL workers at commit
                 doorbell.ring(connections[alias], queue_name)
-        skipped = queryset.count() - count
         self.message_user(request, f"Requeued {count} dead message(s).", messages.SUCCESS)
-        if skipped > 0:
-            self.message_user(request, f"Left {skipped} message(s) that are not dead.", messages.WARNING)
+        if selected > dead_count:
+            self.message_user(
+                request, f"Left {selected - dead_count} message(s) that are not dead.", messages.WARNING
+            )
+        if dead_count > count:
+            self.message_user(
+                request,
+                f"Left {dead_count - count} dead message(s) whose signature no longer verifies (kept "
+                "with their secrets masked, or altered): send them again from your code.",
+                messages.WARNING,
+            )
 
     def has_requeue_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm(f"{Message._meta.app_label}.change_message"))  # type: ignore[union-attr]

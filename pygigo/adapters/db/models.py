@@ -17,11 +17,16 @@ is guarded by the row's primary key and state (and owner), never by the message 
 
 from __future__ import annotations
 
-import json
+import logging
 from datetime import datetime
 
+import dramatiq
 from django.db import models
 from django.utils import timezone
+
+from .. import base
+
+logger = logging.getLogger("pygigo.db")
 
 
 class State(models.TextChoices):
@@ -33,15 +38,20 @@ class State(models.TextChoices):
 class MessageQuerySet(models.QuerySet["Message"]):
     def requeue(self) -> int:
         """Put the dead messages of this queryset back on their queues, to run now with a
-        fresh retry budget. Returns how many were requeued. Rows in other states are left
-        alone (a ready or running message must not be duplicated)."""
+        fresh retry budget and expiry, signed again by the installed :class:`~..base.Sealer`.
+        Returns how many were requeued. Rows in other states are left alone (a ready or
+        running message must not be duplicated), and so are dead letters that no longer
+        verify: one kept with its secrets masked, or altered at rest."""
         count = 0
         now = timezone.now()
         for row in self.filter(state=State.DEAD).only("id", "body"):
-            body = json.loads(row.body)
-            # Dramatiq's Retries middleware counts failures in options.retries; without the
-            # reset, the first new failure would dead-letter the message again.
-            body.setdefault("options", {})["retries"] = 0
+            try:
+                # Dramatiq's Retries middleware counts failures in options.retries; without the
+                # reset, the first new failure would dead-letter the message again.
+                message = base.sealer().reseal(dramatiq.Message.decode(row.body.encode()), {"retries": 0})
+            except base.PygigoError as exc:
+                logger.warning("Dead message %s left dead: %s", row.pk, exc)
+                continue
             count += (
                 type(self)(self.model, using=self.db)
                 .filter(pk=row.pk, state=State.DEAD)
@@ -50,7 +60,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
                     available_at=now,
                     dead_at=None,
                     error="",
-                    body=json.dumps(body, separators=(",", ":")),
+                    body=message.encode().decode("utf-8"),
                 )
             )
         return count

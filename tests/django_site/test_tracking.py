@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
+import threading
 import time
 from datetime import timedelta
 
@@ -13,7 +15,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from pygigo.adapters.base import PygigoBroker
-from pygigo.django_site import heartbeat, store
+from pygigo.django_site import heartbeat, store, transitions
 from pygigo.django_site.models import Invocation, Status
 from pygigo.platform import invocations
 from pygigo.platform.envelope import Envelope, seal
@@ -249,3 +251,45 @@ def test_a_holder_that_was_taken_over_records_nothing(worker: dramatiq.Worker) -
     worker.join()
     row = Invocation.objects.get(id=invocation.id)
     assert (row.status, row.holder, row.result) == (Status.RUNNING, "another/2/y", None)
+
+
+def test_on_sqlite_a_write_lock_held_elsewhere_is_waited_for_in_fine_steps(
+    broker: PygigoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock a worker's start meets is most often the accepting request's, held while it
+    publishes: the write polls for it every LOCK_POLL_S instead of SQLite's busy handler
+    (1, 2, 5, 10 … ms), then succeeds, and the connection keeps its busy timeout."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the default database is not SQLite")
+    invocation = _orphan("locked", status=Status.RUNNING, attempts=1, holder="w/1/x")
+    held = threading.Event()
+
+    def hold_the_write_lock() -> None:
+        other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        held.set()
+        threading.Event().wait(0.05)  # the scenario: a lock held for a while (not a synchronisation)
+        other.execute("COMMIT")
+        other.close()
+
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout")
+        busy_timeout = cursor.fetchone()[0]
+    polls: list[float] = []
+    real_sleep = transitions.time.sleep
+
+    def counted_sleep(seconds: float) -> None:
+        polls.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(transitions.time, "sleep", counted_sleep)
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    held.wait(5)
+    written = transitions.record("default", invocation.id.hex, "w/1/x", status=Status.SUCCEEDED)
+    holder.join()
+    assert written and Invocation.objects.get(id=invocation.id).status == Status.SUCCEEDED
+    assert polls and set(polls) == {transitions.LOCK_POLL_S}
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout")
+        assert cursor.fetchone()[0] == busy_timeout > 0

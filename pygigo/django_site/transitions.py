@@ -58,20 +58,20 @@ def _execute(connection: Any, cursor: Any, sql: str, params: list[Any]) -> None:
         return
     timeout_s = float(connection.settings_dict.get("OPTIONS", {}).get("timeout", 5.0))
     deadline = time.monotonic() + timeout_s
-    # On a cursor of its own: ``cursor`` keeps the statement's rows for its caller.
-    with connection.cursor() as pragma:
-        pragma.execute("PRAGMA busy_timeout = 0")
-        try:
-            while True:
-                try:
-                    cursor.execute(sql, params)
-                    return
-                except OperationalError as exc:
-                    if "locked" not in str(exc) or time.monotonic() >= deadline:
-                        raise
-                time.sleep(LOCK_POLL_S)
-        finally:
-            pragma.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+    # On the driver's connection, not ``cursor``: it keeps the statement's rows for its caller.
+    raw = connection.connection
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                cursor.execute(sql, params)
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(LOCK_POLL_S)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
 
 
 def start(

@@ -66,7 +66,7 @@ def target(row: Result, by_key: dict[str, Result]) -> str:
         return row.status
     base, celery, pika_c = by_key.get("raw_dramatiq"), by_key.get("celery"), by_key.get("pika_confirms")
     if row.key == "django_tasks":  # against fn.send() on the same broker
-        fn = by_key.get("pygigo")
+        fn, tracked = by_key.get("pygigo"), by_key.get("pygigo_tracked")
         checks: list[tuple[str, float | None, float]] = [
             ("enq/fn.send", _ratio(row.enqueue_rate, fn and fn.enqueue_rate), TASK_ENQ_VS_SEND),
             ("drain/fn.send", _ratio(row.drain_rate, fn and fn.drain_rate), TASK_DRAIN_VS_SEND),
@@ -83,7 +83,14 @@ def target(row: Result, by_key: dict[str, Result]) -> str:
     missed = [name for name, value, goal in checks if value is not None and value < goal]
     unknown = [name for name, value, _ in checks if value is None]
     verdict = "MISS: " + ", ".join(missed) if missed else "PASS"
-    return verdict + (f" (no baseline: {', '.join(unknown)})" if unknown else "")
+    verdict += f" (no baseline: {', '.join(unknown)})" if unknown else ""
+    if row.key == "django_tasks" and tracked is not None:  # context, not a target
+        enq, drain = (
+            _ratio(row.enqueue_rate, tracked.enqueue_rate),
+            _ratio(row.drain_rate, tracked.drain_rate),
+        )
+        verdict += f"; vs fn.invoke: enq {_fmt(enq, True)}, drain {_fmt(drain, True)}"
+    return verdict
 
 
 def rows(results: Sequence[Result]) -> list[tuple[str, ...]]:

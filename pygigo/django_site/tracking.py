@@ -60,7 +60,8 @@ class _Holding(threading.local):
     it (None: it holds none)."""
 
     holder: str | None = None
-    row: Invocation | None = None
+    #: (id, started_at, attempts, created_at, error) of its row as the start left it.
+    row: tuple[Any, ...] | None = None
     #: When this thread last checked its database connections (monotonic seconds).
     checked_at: float = float("-inf")
 
@@ -86,8 +87,19 @@ def started_row(invocation_id: str) -> Invocation | None:
     """The row of the invocation this thread is running, as its start left it (unsaved; the
     database holds the same values), or None when this thread did not start it. Spares a
     Django task's run a read of its own row."""
-    row = _holding.row
-    return row if row is not None and row.id.hex == invocation_id else None
+    if _holding.row is None or _holding.row[0] != invocation_id or _holding.holder is None:
+        return None
+    _, started_at, attempts, created_at, error = _holding.row
+    return Invocation(
+        id=uuid.UUID(invocation_id),
+        status=Status.RUNNING,
+        attempts=attempts,
+        created_at=created_at,
+        started_at=started_at,
+        heartbeat_at=started_at,
+        holder=_holding.holder,
+        error=error,
+    )
 
 
 def _error_text(exception: BaseException) -> str:
@@ -160,18 +172,8 @@ class InvocationTracker(Middleware):
             if not started:
                 row = Invocation.objects.filter(id=envelope.id).values_list("status", "holder").first()
         if started:
-            attempts, created_at, error = started
             _holding.holder = holder
-            _holding.row = Invocation(
-                id=uuid.UUID(envelope.id),
-                status=Status.RUNNING,
-                attempts=attempts,
-                created_at=created_at,
-                started_at=now,
-                heartbeat_at=now,
-                holder=holder,
-                error=error,
-            )
+            _holding.row = (envelope.id, now, *started)
             heartbeat.hold(holder)
             return
         assert row is not None  # rows are deleted only once finished, long after their run

@@ -25,6 +25,7 @@ from pygigo.platform.envelope import (
     EnvelopeExpired,
     EnvelopeSignatureError,
     FileClaimCheckStore,
+    Signer,
     canonical_json,
     encode_body,
     filter_headers,
@@ -517,3 +518,12 @@ def test_platform_envelope_does_not_import_the_site_or_django_http() -> None:
         check=True,
         env=os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
+
+
+def test_a_sealed_envelope_is_the_json_it_signed_with_the_signature_after_it() -> None:
+    env = http()
+    sealed = Signer(KEYS).seal(env.encode())
+    signed = json.loads(sealed)
+    assert sealed.startswith(env.encode()[:-1] + b',"kid":')
+    assert signed["sig"] == sign(env.to_dict(), KEYS)["sig"] and signed["kid"] == key_id(KEYS[0])
+    assert unseal(sealed, KEYS, now=0) == env == unseal(canonical_json(signed), KEYS, now=0)

@@ -141,13 +141,18 @@ def require_authenticated(caller: Caller) -> None:
         )
 
 
-def _parse_rate(spec: Any) -> tuple[int, int] | None:
+@pygigo_settings.cached
+def _rate() -> tuple[int, int] | None:
+    """``PYGIGO_RATE_LIMIT`` as (requests, window seconds); read once, like every setting a
+    request reads (see ``pygigo_settings.cached``)."""
+    spec = pygigo_settings.setting("PYGIGO_RATE_LIMIT")
     if not spec:
         return None
     count, _, window = str(spec).partition("/")
     return int(count), max(1, int(window or 1))
 
 
+@pygigo_settings.cached
 def rate_limit_cache_alias() -> str:
     return str(pygigo_settings.setting("PYGIGO_RATE_LIMIT_CACHE") or "default")
 
@@ -159,7 +164,7 @@ def caller_id(request: HttpRequest, caller: Caller) -> str:
 
 def rate_limit(request: HttpRequest, caller: Caller) -> None:
     """Count this request in the caller's window; ApiError 429 with Retry-After when over."""
-    rate = _parse_rate(pygigo_settings.setting("PYGIGO_RATE_LIMIT"))
+    rate = _rate()
     if rate is None:
         return
     limit, window = rate

@@ -22,13 +22,13 @@ from datetime import timedelta
 from typing import Any
 
 import dramatiq
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from pygigo.adapters.base import BrokerError, BrokerUnavailable
 from pygigo.platform import invocations, metrics, redaction, runtime
 from pygigo.platform import settings as pygigo_settings
-from pygigo.platform.envelope import Envelope, new_id
+from pygigo.platform.envelope import Envelope, canonical_json, new_id
 from pygigo.platform.functions import Function
 
 from . import completion
@@ -53,12 +53,6 @@ def anonymous_owner(token: str) -> str:
     """The owner key of an anonymous invocation: a hash of the capability token returned
     with its 202, so only whoever holds the token can read or cancel it."""
     return "anon:" + hashlib.sha256(token.encode()).hexdigest()[:48]
-
-
-def masked(envelope: Envelope, function: Function[..., Any] | None = None) -> dict[str, Any]:
-    """The envelope as a dict with secret header values and ``function``'s sensitive fields
-    masked (for the DB and admin)."""
-    return redaction.mask_envelope(envelope.to_dict(), function)[0]
 
 
 def _send(invocation_id: Any, message: dramatiq.Message[Any], delay_ms: int | None = None) -> bool:
@@ -115,7 +109,7 @@ def submit(
         if existing is not None:
             return existing, False
     function.actor  # noqa: B018 - binds the function and the envelope actor to the broker
-    message = invocations.envelope_message(envelope, function)
+    data, payload, message = invocations.sealed_message(envelope, function)
     if queue is not None or options:
         message = message.copy(queue_name=queue or message.queue_name, options=options or {})
     # A message the broker can never take must be refused now, not parked in the outbox.
@@ -127,14 +121,14 @@ def submit(
         kind=envelope.kind,
         principal=owner,
         idempotency_key=key,
-        envelope=masked(envelope, function),
     )
+    row.envelope, stored = _stored_envelope(data, payload, function)
     alias = router.db_for_write(Invocation)
     try:
         if transaction.get_connection(alias).in_atomic_block:
-            _record_then_send(row, message, delay_ms, alias)
+            _record_then_send(row, stored, message, delay_ms, alias)
         else:
-            _send_before_commit(row, message, delay_ms, alias)
+            _send_before_commit(row, stored, message, delay_ms, alias)
     except IntegrityError:
         if key is None:
             raise
@@ -143,8 +137,59 @@ def submit(
     return row, True
 
 
+def _stored_envelope(
+    data: dict[str, Any], payload: bytes, function: Function[..., Any]
+) -> tuple[dict[str, Any], str]:
+    """What the row keeps of an envelope (for people: the admin, the API), as a dict and as
+    JSON: ``data`` (the envelope's dict) with secret header values and ``function``'s
+    sensitive fields masked. When there is nothing to mask, as for most requests, that is
+    ``data`` itself and the JSON that was signed (``payload``)."""
+    if redaction.needs_masking(data, function):
+        data = redaction.mask_envelope(data, function)[0]
+        payload = canonical_json(data)
+    return data, payload.decode("utf-8")
+
+
+def _insert(row: Invocation, envelope_json: str, alias: str) -> None:
+    """``row.save(force_insert=True)`` as one plain INSERT, ``envelope_json`` being the JSON
+    of the ``envelope`` column: the ORM's save (and serialising the envelope once more) was
+    the largest part of an accept after the INSERT itself. Columns that are NULL are left
+    out; every other value is converted as the ORM converts it. No ``pre_save``/``post_save``
+    signals are sent (nothing in Pygigo listens to them for invocations)."""
+    connection = connections[alias]
+    columns, params = [], []
+    for field, column in _COLUMNS:
+        if field is _ENVELOPE:
+            value: Any = envelope_json
+        else:
+            value = getattr(row, field.attname)
+            if value is None and field.null:
+                continue
+            value = field.get_db_prep_save(value, connection)
+        columns.append(column)
+        params.append(value)
+    key = (connection.vendor, tuple(columns))
+    sql = _insert_sql.get(key)
+    if sql is None:
+        sql = _insert_sql[key] = "INSERT INTO {} ({}) VALUES ({})".format(
+            connection.ops.quote_name(Invocation._meta.db_table),
+            ", ".join(connection.ops.quote_name(column) for column in columns),
+            ", ".join(["%s"] * len(columns)),
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    row._state.adding, row._state.db = False, alias
+
+
+_COLUMNS = tuple((field, field.column) for field in Invocation._meta.concrete_fields if field.column)
+_ENVELOPE = Invocation._meta.get_field("envelope")
+#: INSERT statements by database vendor and column list (at most two: with and without an
+#: idempotency key).
+_insert_sql: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
 def _send_before_commit(
-    row: Invocation, message: dramatiq.Message[Any], delay_ms: int | None, alias: str
+    row: Invocation, envelope_json: str, message: dramatiq.Message[Any], delay_ms: int | None, alias: str
 ) -> None:
     """The fast path, outside any transaction: one INSERT and one publish, sharing a commit.
 
@@ -157,7 +202,7 @@ def _send_before_commit(
     """
     with transaction.atomic(using=alias):
         row.relayed = True
-        row.save(force_insert=True, using=alias)
+        _insert(row, envelope_json, alias)
         try:
             runtime.get_broker().enqueue(message, delay=delay_ms)
         except BrokerUnavailable as exc:
@@ -171,7 +216,7 @@ def _send_before_commit(
 
 
 def _record_then_send(
-    row: Invocation, message: dramatiq.Message[Any], delay_ms: int | None, alias: str
+    row: Invocation, envelope_json: str, message: dramatiq.Message[Any], delay_ms: int | None, alias: str
 ) -> None:
     """Inside the caller's transaction: the row commits or rolls back with it, and the message
     goes out only after the commit (``transaction.on_commit``), so a rolled-back transaction
@@ -179,7 +224,7 @@ def _record_then_send(
     the row is an outbox entry (``relayed=False``, sealed envelope in ``wire``)."""
     row.wire = message.args[0]
     with transaction.atomic(using=alias):
-        row.save(force_insert=True, using=alias)
+        _insert(row, envelope_json, alias)
     transaction.on_commit(lambda: _send(row.id, message, delay_ms), using=alias)
 
 

@@ -154,18 +154,21 @@ def _insert(row: Invocation, envelope_json: str, alias: str) -> None:
     """``row.save(force_insert=True)`` as one plain INSERT, ``envelope_json`` being the JSON
     of the ``envelope`` column: the ORM's save (and serialising the envelope once more) was
     the largest part of an accept after the INSERT itself. Columns that are NULL are left
-    out; every other value is converted as the ORM converts it. No ``pre_save``/``post_save``
-    signals are sent (nothing in Pygigo listens to them for invocations)."""
+    out; other values are converted as the ORM converts them, except a str for a text column,
+    an int for an integer one, a bool for a boolean one: the ORM sends those unchanged. No
+    ``pre_save``/``post_save`` signals are sent (nothing in Pygigo listens to them for
+    invocations)."""
     connection = connections[alias]
     columns, params = [], []
-    for field, column in _COLUMNS:
+    for field, column, plain in _COLUMNS:
         if field is _ENVELOPE:
             value: Any = envelope_json
         else:
             value = getattr(row, field.attname)
             if value is None and field.null:
                 continue
-            value = field.get_db_prep_save(value, connection)
+            if type(value) is not plain:
+                value = field.get_db_prep_save(value, connection)
         columns.append(column)
         params.append(value)
     key = (connection.vendor, tuple(columns))
@@ -181,7 +184,14 @@ def _insert(row: Invocation, envelope_json: str, alias: str) -> None:
     row._state.adding, row._state.db = False, alias
 
 
-_COLUMNS = tuple((field, field.column) for field in Invocation._meta.concrete_fields if field.column)
+#: Field kinds whose values of one type the ORM sends to the database unchanged.
+_PLAIN = {"BooleanField": bool, "CharField": str, "TextField": str, "PositiveIntegerField": int}
+#: (field, column, the type of the values it takes as they are).
+_COLUMNS = tuple(
+    (field, field.column, _PLAIN.get(field.get_internal_type()))
+    for field in Invocation._meta.concrete_fields
+    if field.column
+)
 _ENVELOPE = Invocation._meta.get_field("envelope")
 #: INSERT statements by database vendor and column list (at most two: with and without an
 #: idempotency key).

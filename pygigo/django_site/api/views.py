@@ -67,7 +67,7 @@ def _max_wait_s() -> float:
 
 def prefer_wait_s(request: HttpRequest) -> float | None:
     """Seconds from ``Prefer: wait=N`` (RFC 7240), capped by ``PYGIGO_MAX_WAIT_S``."""
-    match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
+    match = _PREFER_WAIT.search(request.META.get("HTTP_PREFER", ""))
     if not match:
         return None
     return min(float(match.group(1)), _max_wait_s())
@@ -155,7 +155,7 @@ def call_arguments(body: bytes) -> tuple[list[Any], dict[str, Any]]:
 
 
 def _idempotency_key(request: HttpRequest) -> str | None:
-    key = request.headers.get("Idempotency-Key")
+    key = request.META.get("HTTP_IDEMPOTENCY_KEY")  # not request.headers: see auth._presented_key
     if key is None:
         return None
     if not _IDEMPOTENCY_KEY.match(key):

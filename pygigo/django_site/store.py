@@ -25,7 +25,7 @@ import dramatiq
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
-from pygigo.adapters.base import BrokerError, BrokerUnavailable
+from pygigo.adapters.base import BrokerError, BrokerUnavailable, MessageTooLarge
 from pygigo.platform import invocations, metrics, redaction, runtime
 from pygigo.platform import settings as pygigo_settings
 from pygigo.platform.envelope import Envelope, canonical_json, new_id
@@ -112,8 +112,6 @@ def submit(
     data, payload, message = invocations.sealed_message(envelope, function)
     if queue is not None or options:
         message = message.copy(queue_name=queue or message.queue_name, options=options or {})
-    # A message the broker can never take must be refused now, not parked in the outbox.
-    runtime.get_broker().check_size(message)
     row = Invocation(
         id=uuid.UUID(envelope.id),
         function=function.name,
@@ -126,6 +124,9 @@ def submit(
     alias = router.db_for_write(Invocation)
     try:
         if transaction.get_connection(alias).in_atomic_block:
+            # A message the broker can never take must be refused now, not parked in the
+            # outbox (the fast path's publish checks this before any I/O).
+            runtime.get_broker().check_size(message)
             _record_then_send(row, stored, message, delay_ms, alias)
         else:
             _send_before_commit(row, stored, message, delay_ms, alias)
@@ -220,6 +221,8 @@ def _send_before_commit(
             row.relayed, row.wire = False, message.args[0]
             Invocation.objects.using(alias).filter(id=row.id).update(relayed=False, wire=row.wire)
             transaction.on_commit(_relay_soon, using=alias)
+        except MessageTooLarge:
+            raise  # refused before any I/O: the row is rolled back, the caller answers 413
         except BrokerError as exc:
             undeliverable(row.id, exc)
             row.refresh_from_db(using=alias)

@@ -19,13 +19,15 @@ from django.db.backends.utils import CursorWrapper
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from pygigo.adapters.base import PygigoBroker
+from pygigo.adapters.base import MessageTooLarge, PygigoBroker
 from pygigo.django_site import store, tracking
 from pygigo.django_site.models import Invocation, Status
+from pygigo.platform import runtime
 from pygigo.platform.envelope import Envelope
 from tests.conftest import migrate_database, require_service, wait_until
 
 from . import functions
+from .test_api import TinyBroker
 
 WRITE = re.compile(r'^\s*(INSERT INTO|UPDATE)\s+"pygigo_invocation"', re.IGNORECASE)
 
@@ -213,3 +215,18 @@ def test_a_call_without_secrets_keeps_the_json_it_signed(broker: PygigoBroker) -
         (text,) = cursor.fetchone()
     assert text.encode() == envelope.encode()
     assert Invocation.objects.get(id=invocation.id).envelope == envelope.to_dict()
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["fast-path", "in-transaction"])
+def test_a_message_the_broker_can_never_take_is_refused_and_not_recorded(in_transaction: bool) -> None:
+    runtime.set_broker(TinyBroker(middleware=runtime.build_middleware(), fail_fast_default=False))
+    envelope = Envelope(function="fe_count", kind="call", args=("x" * 5000,))
+    try:
+        with (
+            pytest.raises(MessageTooLarge),
+            transaction.atomic() if in_transaction else contextlib.nullcontext(),
+        ):
+            store.submit(envelope, functions.fe_count)
+    finally:
+        runtime.reset()
+    assert not Invocation.objects.filter(id=envelope.id).exists()

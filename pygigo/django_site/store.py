@@ -112,24 +112,25 @@ def submit(
     data, payload, message = invocations.sealed_message(envelope, function)
     if queue is not None or options:
         message = message.copy(queue_name=queue or message.queue_name, options=options or {})
-    row = Invocation(
-        id=uuid.UUID(envelope.id),
-        function=function.name,
-        queue=message.queue_name,
-        kind=envelope.kind,
-        principal=owner,
-        idempotency_key=key,
-    )
-    row.envelope, stored = _stored_envelope(data, payload, function)
+    stored, stored_json = _stored_envelope(data, payload, function)
+    values = {
+        "id": uuid.UUID(envelope.id),
+        "function": function.name,
+        "queue": message.queue_name,
+        "kind": envelope.kind,
+        "principal": owner,
+        "idempotency_key": key,
+        "envelope": stored,
+    }
     alias = router.db_for_write(Invocation)
     try:
         if transaction.get_connection(alias).in_atomic_block:
             # A message the broker can never take must be refused now, not parked in the
             # outbox (the fast path's publish checks this before any I/O).
             runtime.get_broker().check_size(message)
-            _record_then_send(row, stored, message, delay_ms, alias)
+            row = _record_then_send(values, stored_json, message, delay_ms, alias)
         else:
-            _send_before_commit(row, stored, message, delay_ms, alias)
+            row = _send_before_commit(values, stored_json, message, delay_ms, alias)
     except IntegrityError:
         if key is None:
             raise
@@ -151,25 +152,27 @@ def _stored_envelope(
     return data, payload.decode("utf-8")
 
 
-def _insert(row: Invocation, envelope_json: str, alias: str) -> None:
-    """``row.save(force_insert=True)`` as one plain INSERT, ``envelope_json`` being the JSON
-    of the ``envelope`` column: the ORM's save (and serialising the envelope once more) was
-    the largest part of an accept after the INSERT itself. Columns that are NULL are left
-    out; other values are converted as the ORM converts them, except a str for a text column,
-    an int for an integer one, a bool for a boolean one: the ORM sends those unchanged. No
-    ``pre_save``/``post_save`` signals are sent (nothing in Pygigo listens to them for
-    invocations)."""
+def _insert(values: dict[str, Any], envelope_json: str, alias: str) -> Invocation:
+    """Insert the invocation row made of ``values`` by attribute name (the model's defaults
+    for the others), ``envelope_json`` being the JSON of ``values["envelope"]``, and return it
+    as ``save()`` leaves it. One plain INSERT, not the ORM's save, which (serialising the
+    envelope once more) was the largest part of an accept after the INSERT itself.
+
+    NULL columns are left out; other values are converted as the ORM converts them, except a
+    str for a text column, an int for an integer one, a bool for a boolean one: the ORM sends
+    those unchanged. No ``pre_save``/``post_save`` signals are sent (nothing in Pygigo
+    listens to them for invocations)."""
     connection = connections[alias]
-    columns, params = [], []
+    row, columns, params = [], [], []
     for field, column, plain in _COLUMNS:
+        value = values[field.attname] if field.attname in values else field.get_default()
+        row.append(value)
+        if value is None and field.null:
+            continue
         if field is _ENVELOPE:
-            value: Any = envelope_json
-        else:
-            value = getattr(row, field.attname)
-            if value is None and field.null:
-                continue
-            if type(value) is not plain:
-                value = field.get_db_prep_save(value, connection)
+            value = envelope_json
+        elif type(value) is not plain:
+            value = field.get_db_prep_save(value, connection)
         columns.append(column)
         params.append(value)
     key = (connection.vendor, tuple(columns))
@@ -182,17 +185,20 @@ def _insert(row: Invocation, envelope_json: str, alias: str) -> None:
         )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-    row._state.adding, row._state.db = False, alias
+    # What a query would have loaded (one value per concrete field, in order): cheaper than
+    # the model's keyword constructor.
+    return Invocation.from_db(alias, _ATTNAMES, row)
 
 
 #: Field kinds whose values of one type the ORM sends to the database unchanged.
 _PLAIN = {"BooleanField": bool, "CharField": str, "TextField": str, "PositiveIntegerField": int}
-#: (field, column, the type of the values it takes as they are).
+#: (field, column, the type of the values it takes as they are), in the model's order.
 _COLUMNS = tuple(
     (field, field.column, _PLAIN.get(field.get_internal_type()))
     for field in Invocation._meta.concrete_fields
     if field.column
 )
+_ATTNAMES = tuple(field.attname for field, _, _ in _COLUMNS)
 _ENVELOPE = Invocation._meta.get_field("envelope")
 #: INSERT statements by database vendor and column list (at most two: with and without an
 #: idempotency key).
@@ -200,8 +206,12 @@ _insert_sql: dict[tuple[str, tuple[str, ...]], str] = {}
 
 
 def _send_before_commit(
-    row: Invocation, envelope_json: str, message: dramatiq.Message[Any], delay_ms: int | None, alias: str
-) -> None:
+    values: dict[str, Any],
+    envelope_json: str,
+    message: dramatiq.Message[Any],
+    delay_ms: int | None,
+    alias: str,
+) -> Invocation:
     """The fast path, outside any transaction: one INSERT and one publish, sharing a commit.
 
     The row is inserted, the message published, then the row committed (already flagged
@@ -212,8 +222,7 @@ def _send_before_commit(
     second statement (the row becomes an outbox entry, in the same transaction).
     """
     with transaction.atomic(using=alias):
-        row.relayed = True
-        _insert(row, envelope_json, alias)
+        row = _insert({**values, "relayed": True}, envelope_json, alias)
         try:
             runtime.get_broker().enqueue(message, delay=delay_ms)
         except BrokerUnavailable as exc:
@@ -226,19 +235,24 @@ def _send_before_commit(
         except BrokerError as exc:
             undeliverable(row.id, exc)
             row.refresh_from_db(using=alias)
+    return row
 
 
 def _record_then_send(
-    row: Invocation, envelope_json: str, message: dramatiq.Message[Any], delay_ms: int | None, alias: str
-) -> None:
+    values: dict[str, Any],
+    envelope_json: str,
+    message: dramatiq.Message[Any],
+    delay_ms: int | None,
+    alias: str,
+) -> Invocation:
     """Inside the caller's transaction: the row commits or rolls back with it, and the message
     goes out only after the commit (``transaction.on_commit``), so a rolled-back transaction
     never runs anything and a worker never waits on the caller's transaction. Until the send,
     the row is an outbox entry (``relayed=False``, sealed envelope in ``wire``)."""
-    row.wire = message.args[0]
     with transaction.atomic(using=alias):
-        _insert(row, envelope_json, alias)
+        row = _insert({**values, "wire": message.args[0]}, envelope_json, alias)
     transaction.on_commit(lambda: _send(row.id, message, delay_ms), using=alias)
+    return row
 
 
 def _relay_soon() -> None:

@@ -1,8 +1,8 @@
 """Envelopes on the wire: how a signed envelope becomes a Dramatiq message and is run.
 
 An invocation (an HTTP request or a tracked call) travels as one Dramatiq message whose
-actor is :data:`ENVELOPE_ACTOR` and whose only argument is the *sealed* envelope (signed
-canonical JSON text, see :mod:`.envelope.signing`). The message goes to the target
+actor is :data:`ENVELOPE_ACTOR` and whose only argument is the *sealed* envelope (its
+canonical JSON text and signature, see :mod:`.envelope.signing`). The message goes to the target
 function's own queue and carries that function's retry, time-limit, age and priority
 options, so Dramatiq's middleware treats it exactly like a direct ``fn.send``.
 

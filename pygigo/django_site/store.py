@@ -23,6 +23,7 @@ from typing import Any
 
 import dramatiq
 from django.db import IntegrityError, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from pygigo.adapters.base import BrokerError, BrokerUnavailable, MessageTooLarge
@@ -31,7 +32,7 @@ from pygigo.platform import settings as pygigo_settings
 from pygigo.platform.envelope import Envelope, canonical_json, new_id
 from pygigo.platform.functions import Function
 
-from . import completion
+from . import completion, sqlite_turn
 from .models import STARTABLE, Invocation, Status
 
 logger = logging.getLogger("pygigo.invocations")
@@ -152,17 +153,19 @@ def _stored_envelope(
     return data, payload.decode("utf-8")
 
 
-def _insert(values: dict[str, Any], envelope_json: str, alias: str) -> Invocation:
-    """Insert the invocation row made of ``values`` by attribute name (the model's defaults
-    for the others), ``envelope_json`` being the JSON of ``values["envelope"]``, and return it
-    as ``save()`` leaves it. One plain INSERT, not the ORM's save, which (serialising the
-    envelope once more) was the largest part of an accept after the INSERT itself.
+def _prepared_insert(
+    values: dict[str, Any], envelope_json: str, connection: BaseDatabaseWrapper
+) -> tuple[str, list[Any], Invocation]:
+    """The INSERT of the invocation row made of ``values`` by attribute name (the model's
+    defaults for the others), ``envelope_json`` being the JSON of ``values["envelope"]``: its
+    SQL and parameters, and the row as ``save()`` leaves it. A plain INSERT, not the ORM's
+    save, which (serialising the envelope once more) was the largest part of an accept after
+    the INSERT itself; prepared before the transaction, which should hold its lock briefly.
 
     NULL columns are left out; other values are converted as the ORM converts them, except a
     str for a text column, an int for an integer one, a bool for a boolean one: the ORM sends
     those unchanged. No ``pre_save``/``post_save`` signals are sent (nothing in Pygigo
     listens to them for invocations)."""
-    connection = connections[alias]
     row, columns, params = [], [], []
     for field, column, plain in _COLUMNS:
         value = values[field.attname] if field.attname in values else field.get_default()
@@ -183,11 +186,9 @@ def _insert(values: dict[str, Any], envelope_json: str, alias: str) -> Invocatio
             ", ".join(connection.ops.quote_name(column) for column in columns),
             ", ".join(["%s"] * len(columns)),
         )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
     # What a query would have loaded (one value per concrete field, in order): cheaper than
     # the model's keyword constructor.
-    return Invocation.from_db(alias, _ATTNAMES, row)
+    return sql, params, Invocation.from_db(connection.alias, _ATTNAMES, row)
 
 
 #: Field kinds whose values of one type the ORM sends to the database unchanged.
@@ -219,10 +220,14 @@ def _send_before_commit(
     commit waits for it (:func:`pygigo.django_site.tracking.accept_settled`); if this process
     dies or the commit fails before the ``202``, the row never exists and the worker refuses
     the message, so nothing runs that was not accepted. Only a broker that is down costs a
-    second statement (the row becomes an outbox entry, in the same transaction).
+    second statement (the row becomes an outbox entry, in the same transaction). On SQLite,
+    accepting processes take turns for the write lock (:mod:`.sqlite_turn`).
     """
-    with transaction.atomic(using=alias):
-        row = _insert({**values, "relayed": True}, envelope_json, alias)
+    connection = connections[alias]
+    sql, params, row = _prepared_insert({**values, "relayed": True}, envelope_json, connection)
+    with sqlite_turn.writer_turn(connection), transaction.atomic(using=alias):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
         try:
             runtime.get_broker().enqueue(message, delay=delay_ms)
         except BrokerUnavailable as exc:
@@ -249,8 +254,10 @@ def _record_then_send(
     goes out only after the commit (``transaction.on_commit``), so a rolled-back transaction
     never runs anything and a worker never waits on the caller's transaction. Until the send,
     the row is an outbox entry (``relayed=False``, sealed envelope in ``wire``)."""
-    with transaction.atomic(using=alias):
-        row = _insert({**values, "wire": message.args[0]}, envelope_json, alias)
+    connection = connections[alias]
+    sql, params, row = _prepared_insert({**values, "wire": message.args[0]}, envelope_json, connection)
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
+        cursor.execute(sql, params)
     transaction.on_commit(lambda: _send(row.id, message, delay_ms), using=alias)
     return row
 

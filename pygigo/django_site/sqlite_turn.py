@@ -12,7 +12,8 @@ is theirs.
 Waiting is bounded by the database's busy timeout (``OPTIONS["timeout"]``); after it, the
 transaction goes ahead and SQLite's own locking decides, as without turns. Other writers (the
 worker's tracking, the outbox relay) do not take turns; SQLite still serialises them with
-everyone. Nothing changes for other databases, in-memory SQLite, or where ``fcntl`` is missing.
+everyone. Nothing changes for other databases, in-memory SQLite, where ``fcntl`` is missing or
+where the lock file cannot be created.
 """
 
 from __future__ import annotations
@@ -68,5 +69,8 @@ def _lock_file(connection: Any) -> IO[bytes] | None:
     files: dict[str, IO[bytes]] = _files.__dict__.setdefault("files", {})
     lock = files.get(path)
     if lock is None:
-        lock = files[path] = open(path, "ab")  # noqa: SIM115 - kept open for the thread's life
+        try:
+            lock = files[path] = open(path, "ab")  # noqa: SIM115 - kept open for the thread's life
+        except OSError:  # a directory this process cannot write to: SQLite's locking decides
+            return None
     return lock

@@ -69,8 +69,11 @@ def test_a_turn_not_given_in_time_goes_ahead_anyway(tmp_path: Any) -> None:
         holder.join(10)
 
 
-@pytest.mark.parametrize("connection", [_Connection(":memory:"), _Connection("db", vendor="postgresql")])
-def test_no_turns_where_no_file_is_shared(connection: Any, tmp_path: Any) -> None:
+@pytest.mark.parametrize(
+    "connection",
+    [_Connection(":memory:"), _Connection("db", vendor="postgresql"), _Connection("/no/such/dir/db.sqlite3")],
+)
+def test_no_turns_without_a_lock_file(connection: Any, tmp_path: Any) -> None:
     assert sqlite_turn._lock_file(connection) is None
     with sqlite_turn.writer_turn(connection):
         pass

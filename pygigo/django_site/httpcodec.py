@@ -61,8 +61,10 @@ def _json_route_kwargs(route_kwargs: Mapping[str, Any] | None) -> dict[str, Any]
 def _capture_query(request: HttpRequest) -> list[tuple[str, str]]:
     # request.GET groups values by key and so loses interleaving (a=1&b=2&a=3); parse the
     # raw query string instead, decoding it exactly the way QueryDict does.
-    encoding = request.GET.encoding
     raw = request.META.get("QUERY_STRING", "")
+    if not raw:
+        return []  # most requests: no need to build request.GET for its encoding
+    encoding = request.GET.encoding
     try:
         raw_bytes = raw.encode("iso-8859-1")
     except UnicodeEncodeError:  # a test or ASGI server that put real unicode there

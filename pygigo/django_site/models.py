@@ -95,8 +95,9 @@ class Invocation(models.Model):
         def iso(value: Any) -> str | None:
             return value.isoformat() if value else None
 
+        ident = str(self.id)
         return {
-            "id": str(self.id),
+            "id": ident,
             "function": self.function,
             "status": self.status,
             "attempts": self.attempts,
@@ -106,7 +107,7 @@ class Invocation(models.Model):
             "finished_at": iso(self.finished_at),
             # The first line; the traceback after it is for staff (admin), not API callers.
             "error": self.error.split("\n", 1)[0] or None,
-            "links": {"self": f"/invocations/{self.id}", "result": f"/invocations/{self.id}/result"},
+            "links": {"self": f"/invocations/{ident}", "result": f"/invocations/{ident}/result"},
         }
 
 

@@ -22,16 +22,17 @@ from datetime import timedelta
 from typing import Any
 
 import dramatiq
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from pygigo.adapters.base import BrokerError, BrokerUnavailable
+from pygigo.adapters.base import BrokerError, BrokerUnavailable, MessageTooLarge
 from pygigo.platform import invocations, metrics, redaction, runtime
 from pygigo.platform import settings as pygigo_settings
-from pygigo.platform.envelope import Envelope, new_id
+from pygigo.platform.envelope import Envelope, canonical_json, new_id
 from pygigo.platform.functions import Function
 
-from . import completion
+from . import completion, sqlite_turn
 from .models import STARTABLE, Invocation, Status
 
 logger = logging.getLogger("pygigo.invocations")
@@ -53,12 +54,6 @@ def anonymous_owner(token: str) -> str:
     """The owner key of an anonymous invocation: a hash of the capability token returned
     with its 202, so only whoever holds the token can read or cancel it."""
     return "anon:" + hashlib.sha256(token.encode()).hexdigest()[:48]
-
-
-def masked(envelope: Envelope, function: Function[..., Any] | None = None) -> dict[str, Any]:
-    """The envelope as a dict with secret header values and ``function``'s sensitive fields
-    masked (for the DB and admin)."""
-    return redaction.mask_envelope(envelope.to_dict(), function)[0]
 
 
 def _send(invocation_id: Any, message: dramatiq.Message[Any], delay_ms: int | None = None) -> bool:
@@ -115,26 +110,28 @@ def submit(
         if existing is not None:
             return existing, False
     function.actor  # noqa: B018 - binds the function and the envelope actor to the broker
-    message = invocations.envelope_message(envelope, function)
+    data, payload, message = invocations.sealed_message(envelope, function)
     if queue is not None or options:
         message = message.copy(queue_name=queue or message.queue_name, options=options or {})
-    # A message the broker can never take must be refused now, not parked in the outbox.
-    runtime.get_broker().check_size(message)
-    row = Invocation(
-        id=uuid.UUID(envelope.id),
-        function=function.name,
-        queue=message.queue_name,
-        kind=envelope.kind,
-        principal=owner,
-        idempotency_key=key,
-        envelope=masked(envelope, function),
-    )
+    stored, stored_json = _stored_envelope(data, payload, function)
+    values = {
+        "id": uuid.UUID(envelope.id),
+        "function": function.name,
+        "queue": message.queue_name,
+        "kind": envelope.kind,
+        "principal": owner,
+        "idempotency_key": key,
+        "envelope": stored,
+    }
     alias = router.db_for_write(Invocation)
     try:
         if transaction.get_connection(alias).in_atomic_block:
-            _record_then_send(row, message, delay_ms, alias)
+            # A message the broker can never take must be refused now, not parked in the
+            # outbox (the fast path's publish checks this before any I/O).
+            runtime.get_broker().check_size(message)
+            row = _record_then_send(values, stored_json, message, delay_ms, alias)
         else:
-            _send_before_commit(row, message, delay_ms, alias)
+            row = _send_before_commit(values, stored_json, message, delay_ms, alias)
     except IntegrityError:
         if key is None:
             raise
@@ -143,9 +140,79 @@ def submit(
     return row, True
 
 
+def _stored_envelope(
+    data: dict[str, Any], payload: bytes, function: Function[..., Any]
+) -> tuple[dict[str, Any], str]:
+    """What the row keeps of an envelope (for people: the admin, the API), as a dict and as
+    JSON: ``data`` (the envelope's dict) with secret header values and ``function``'s
+    sensitive fields masked. When there is nothing to mask, as for most requests, that is
+    ``data`` itself and the JSON that was signed (``payload``)."""
+    if redaction.needs_masking(data, function):
+        data = redaction.mask_envelope(data, function)[0]
+        payload = canonical_json(data)
+    return data, payload.decode("utf-8")
+
+
+def _prepared_insert(
+    values: dict[str, Any], envelope_json: str, connection: BaseDatabaseWrapper
+) -> tuple[str, list[Any], Invocation]:
+    """The INSERT of the invocation row made of ``values`` by attribute name (the model's
+    defaults for the others), ``envelope_json`` being the JSON of ``values["envelope"]``: its
+    SQL and parameters, and the row as ``save()`` leaves it. A plain INSERT, not the ORM's
+    save, which (serialising the envelope once more) was the largest part of an accept after
+    the INSERT itself; prepared before the transaction, which should hold its lock briefly.
+
+    NULL columns are left out; other values are converted as the ORM converts them, except a
+    str for a text column, an int for an integer one, a bool for a boolean one: the ORM sends
+    those unchanged. No ``pre_save``/``post_save`` signals are sent (nothing in Pygigo
+    listens to them for invocations)."""
+    row, columns, params = [], [], []
+    for field, column, plain in _COLUMNS:
+        value = values[field.attname] if field.attname in values else field.get_default()
+        row.append(value)
+        if value is None and field.null:
+            continue
+        if field is _ENVELOPE:
+            value = envelope_json
+        elif type(value) is not plain:
+            value = field.get_db_prep_save(value, connection)
+        columns.append(column)
+        params.append(value)
+    key = (connection.vendor, tuple(columns))
+    sql = _insert_sql.get(key)
+    if sql is None:
+        sql = _insert_sql[key] = "INSERT INTO {} ({}) VALUES ({})".format(
+            connection.ops.quote_name(Invocation._meta.db_table),
+            ", ".join(connection.ops.quote_name(column) for column in columns),
+            ", ".join(["%s"] * len(columns)),
+        )
+    # What a query would have loaded (one value per concrete field, in order): cheaper than
+    # the model's keyword constructor.
+    return sql, params, Invocation.from_db(connection.alias, _ATTNAMES, row)
+
+
+#: Field kinds whose values of one type the ORM sends to the database unchanged.
+_PLAIN = {"BooleanField": bool, "CharField": str, "TextField": str, "PositiveIntegerField": int}
+#: (field, column, the type of the values it takes as they are), in the model's order.
+_COLUMNS = tuple(
+    (field, field.column, _PLAIN.get(field.get_internal_type()))
+    for field in Invocation._meta.concrete_fields
+    if field.column
+)
+_ATTNAMES = tuple(field.attname for field, _, _ in _COLUMNS)
+_ENVELOPE = Invocation._meta.get_field("envelope")
+#: INSERT statements by database vendor and column list (at most two: with and without an
+#: idempotency key).
+_insert_sql: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
 def _send_before_commit(
-    row: Invocation, message: dramatiq.Message[Any], delay_ms: int | None, alias: str
-) -> None:
+    values: dict[str, Any],
+    envelope_json: str,
+    message: dramatiq.Message[Any],
+    delay_ms: int | None,
+    alias: str,
+) -> Invocation:
     """The fast path, outside any transaction: one INSERT and one publish, sharing a commit.
 
     The row is inserted, the message published, then the row committed (already flagged
@@ -153,11 +220,14 @@ def _send_before_commit(
     commit waits for it (:func:`pygigo.django_site.tracking.accept_settled`); if this process
     dies or the commit fails before the ``202``, the row never exists and the worker refuses
     the message, so nothing runs that was not accepted. Only a broker that is down costs a
-    second statement (the row becomes an outbox entry, in the same transaction).
+    second statement (the row becomes an outbox entry, in the same transaction). On SQLite,
+    accepting processes take turns for the write lock (:mod:`.sqlite_turn`).
     """
-    with transaction.atomic(using=alias):
-        row.relayed = True
-        row.save(force_insert=True, using=alias)
+    connection = connections[alias]
+    sql, params, row = _prepared_insert({**values, "relayed": True}, envelope_json, connection)
+    with sqlite_turn.writer_turn(connection), transaction.atomic(using=alias):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
         try:
             runtime.get_broker().enqueue(message, delay=delay_ms)
         except BrokerUnavailable as exc:
@@ -165,22 +235,31 @@ def _send_before_commit(
             row.relayed, row.wire = False, message.args[0]
             Invocation.objects.using(alias).filter(id=row.id).update(relayed=False, wire=row.wire)
             transaction.on_commit(_relay_soon, using=alias)
+        except MessageTooLarge:
+            raise  # refused before any I/O: the row is rolled back, the caller answers 413
         except BrokerError as exc:
             undeliverable(row.id, exc)
             row.refresh_from_db(using=alias)
+    return row
 
 
 def _record_then_send(
-    row: Invocation, message: dramatiq.Message[Any], delay_ms: int | None, alias: str
-) -> None:
+    values: dict[str, Any],
+    envelope_json: str,
+    message: dramatiq.Message[Any],
+    delay_ms: int | None,
+    alias: str,
+) -> Invocation:
     """Inside the caller's transaction: the row commits or rolls back with it, and the message
     goes out only after the commit (``transaction.on_commit``), so a rolled-back transaction
     never runs anything and a worker never waits on the caller's transaction. Until the send,
     the row is an outbox entry (``relayed=False``, sealed envelope in ``wire``)."""
-    row.wire = message.args[0]
-    with transaction.atomic(using=alias):
-        row.save(force_insert=True, using=alias)
+    connection = connections[alias]
+    sql, params, row = _prepared_insert({**values, "wire": message.args[0]}, envelope_json, connection)
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
+        cursor.execute(sql, params)
     transaction.on_commit(lambda: _send(row.id, message, delay_ms), using=alias)
+    return row
 
 
 def _relay_soon() -> None:

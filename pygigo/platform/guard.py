@@ -38,8 +38,6 @@ import time
 from typing import Any, NoReturn
 
 import dramatiq
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 from dramatiq.common import q_name
 from dramatiq.middleware import Middleware, SkipMessage
 
@@ -94,25 +92,14 @@ class _Config:
     unsigned_queues: frozenset[str]
 
 
-_config: _Config | None = None
-
-
+@settings.cached
 def _current() -> _Config:
-    global _config
-    if _config is None:
-        keys = settings.signing_keys()
-        _config = _Config(
-            keys=tuple((key_id(key), hmac.new(key.encode(), digestmod=hashlib.sha256)) for key in keys),
-            ttl_ms=int(settings.message_ttl_s() * 1000),
-            unsigned_queues=settings.unsigned_queues(),
-        )
-    return _config
-
-
-@receiver(setting_changed)
-def _forget_config(**kwargs: Any) -> None:
-    global _config
-    _config = None
+    keys = settings.signing_keys()
+    return _Config(
+        keys=tuple((key_id(key), hmac.new(key.encode(), digestmod=hashlib.sha256)) for key in keys),
+        ttl_ms=int(settings.message_ttl_s() * 1000),
+        unsigned_queues=settings.unsigned_queues(),
+    )
 
 
 def sign(message: Any, delay_ms: int | None = None) -> None:

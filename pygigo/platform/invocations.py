@@ -1,8 +1,8 @@
 """Envelopes on the wire: how a signed envelope becomes a Dramatiq message and is run.
 
 An invocation (an HTTP request or a tracked call) travels as one Dramatiq message whose
-actor is :data:`ENVELOPE_ACTOR` and whose only argument is the *sealed* envelope (signed
-canonical JSON text, see :mod:`.envelope.signing`). The message goes to the target
+actor is :data:`ENVELOPE_ACTOR` and whose only argument is the *sealed* envelope (its
+canonical JSON text and signature, see :mod:`.envelope.signing`). The message goes to the target
 function's own queue and carries that function's retry, time-limit, age and priority
 options, so Dramatiq's middleware treats it exactly like a direct ``fn.send``.
 
@@ -34,7 +34,7 @@ import dramatiq
 
 from ..adapters.base import ConfigurationError, PygigoError, Redactor, Sealer, set_redactor, set_sealer
 from . import redaction, settings
-from .envelope import Envelope, EnvelopeError, canonical_json, seal, verify
+from .envelope import Envelope, EnvelopeError, canonical_json, verify
 from .envelope.model import parse_json
 from .functions import BadArguments
 from .registry import registry
@@ -228,8 +228,18 @@ def envelope_message(envelope: Envelope, function: Function[..., Any]) -> dramat
 
     The message id is the envelope id (as a UUID string), so logs on both sides agree.
     """
-    sealed = seal(envelope, settings.signing_keys()).decode("utf-8")
-    return wire_message(sealed, envelope.id, function.queue, message_options(function))
+    return sealed_message(envelope, function)[2]
+
+
+def sealed_message(
+    envelope: Envelope, function: Function[..., Any]
+) -> tuple[dict[str, Any], bytes, dramatiq.Message[Any]]:
+    """:func:`envelope_message`, after ``envelope.to_dict()`` and its canonical JSON (what was
+    signed): a caller that keeps the envelope need not serialise it again."""
+    data = envelope.to_dict()
+    payload = canonical_json(data)
+    sealed = settings.signer().seal(payload).decode("utf-8")
+    return data, payload, wire_message(sealed, envelope.id, function.queue, message_options(function))
 
 
 def message_options(function: Function[..., Any] | None) -> dict[str, Any]:

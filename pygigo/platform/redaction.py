@@ -131,6 +131,14 @@ def sensitive_names(function: Function[..., Any] | None) -> tuple[str, ...]:
     return function.options.sensitive if function is not None else ()
 
 
+def needs_masking(data: dict[str, Any], function: Function[..., Any] | None) -> bool:
+    """Whether :func:`mask_envelope` would change the envelope dict ``data``: only when
+    ``function`` marks fields sensitive or a secret header travels."""
+    return bool(sensitive_names(function)) or any(
+        name.lower() in SECRET_HEADERS for name, _ in data.get("headers") or ()
+    )
+
+
 def mask_envelope(
     data: dict[str, Any], function: Function[..., Any] | None
 ) -> tuple[dict[str, Any], set[str]]:

@@ -24,13 +24,18 @@ Settings:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.core.signals import setting_changed
 
 from .envelope.headers import DEFAULT_FORWARD_HEADERS
+from .envelope.signing import Signer
 
 DEFAULT_BROKER_URL = "memory://"
 #: The Django project a process runs when DJANGO_SETTINGS_MODULE names none (by dotted path:
@@ -53,6 +58,29 @@ def setting(name: str, default: Any = None) -> Any:
     if settings.configured:
         return getattr(settings, name, default)
     return default
+
+
+_T = TypeVar("_T")
+_memos: list[Any] = []
+
+
+def cached(reader: Callable[[], _T]) -> Callable[[], _T]:
+    """``reader`` (no arguments) memoised: for settings read on every request or message,
+    where reading them again (environment, Django settings, parsing) was a measurable part of
+    the work. Read once per process, and again after a test overrides a Django setting
+    (``setting_changed``); a changed environment variable needs a restart. An exception is
+    not remembered: the next call reads again."""
+    memo = functools.cache(reader)
+    _memos.append(memo)
+    return memo
+
+
+def _forget_cached(**kwargs: Any) -> None:
+    for memo in _memos:
+        memo.cache_clear()
+
+
+setting_changed.connect(_forget_cached)
 
 
 def broker_url() -> str:
@@ -144,12 +172,19 @@ def signing_keys() -> list[str]:
     return [hmac.new(secret.encode(), b"pygigo.envelope.v1", hashlib.sha256).hexdigest()]
 
 
+@cached
+def signer() -> Signer:
+    """The first of :func:`signing_keys`, keyed once, for sealing envelopes."""
+    return Signer(signing_keys())
+
+
 def _django_debug() -> bool:
     from django.conf import settings
 
     return bool(settings.configured and settings.DEBUG)
 
 
+@cached
 def forward_headers() -> frozenset[str]:
     """``PYGIGO_FORWARD_HEADERS``: the request headers (case-insensitive) an http envelope
     may carry; credentials additionally need the function's ``forward_secrets``."""

@@ -17,14 +17,17 @@ import pytest
 from django.db import connections, transaction
 from django.db.backends.utils import CursorWrapper
 from django.test import Client, override_settings
+from django.utils import timezone
 
-from pygigo.adapters.base import PygigoBroker
+from pygigo.adapters.base import MessageTooLarge, PygigoBroker
 from pygigo.django_site import store, tracking
 from pygigo.django_site.models import Invocation, Status
+from pygigo.platform import runtime
 from pygigo.platform.envelope import Envelope
 from tests.conftest import migrate_database, require_service, wait_until
 
 from . import functions
+from .test_api import TinyBroker
 
 WRITE = re.compile(r'^\s*(INSERT INTO|UPDATE)\s+"pygigo_invocation"', re.IGNORECASE)
 
@@ -159,3 +162,71 @@ def _probe_waits(alias: str, probe: threading.Thread) -> bool:
             "AND datname = current_database() AND application_name = current_setting('application_name')"
         )
         return bool(cursor.fetchone()[0])
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["fast-path", "in-transaction"])
+def test_the_accept_writes_the_row_the_orm_would(
+    broker: PygigoBroker, alias: str, in_transaction: bool
+) -> None:
+    # The accept writes its row with a plain INSERT, not the ORM's save: same columns, same
+    # model defaults, and the envelope kept masked.
+    envelope = Envelope(
+        function="fe_use_token",
+        kind="http",
+        method="POST",
+        path="/fn/fe_use_token",
+        headers=(("Cookie", "session=s3cret"), ("Accept", "x")),
+        principal={"api_key_id": 7},
+        idempotency_key=uuid.uuid4().hex,
+    )
+    atomic = transaction.atomic(using=alias) if in_transaction else contextlib.nullcontext()
+    with atomic:
+        invocation, created = store.submit(envelope, functions.fe_use_token)
+    assert created and not invocation._state.adding and invocation._state.db == alias
+    written = Invocation.objects.using(alias).get(id=envelope.id)
+    assert written.envelope == invocation.envelope
+    assert written.envelope["headers"] == [["Cookie", "***"], ["Accept", "x"]]
+    assert written.envelope["principal"] == {"user_id": None, "api_key_id": 7, "is_staff": False}
+    assert abs((timezone.now() - written.created_at).total_seconds()) < 60
+    by_orm = Invocation.objects.using(alias).create(
+        function="fe_use_token",
+        queue=functions.QUEUE,
+        principal="key:7",
+        idempotency_key=envelope.idempotency_key + "-orm",
+        relayed=True,
+    )
+    same = [
+        f.attname for f in Invocation._meta.concrete_fields if f.name not in ("id", "created_at", "envelope")
+    ]
+
+    def columns(row: Invocation) -> dict[str, Any]:
+        fresh = Invocation.objects.using(alias).get(id=row.id)
+        return {name: getattr(fresh, name) for name in same if name != "idempotency_key"}
+
+    assert columns(written) == columns(by_orm)
+    Invocation.objects.using(alias).filter(id__in=[written.id, by_orm.id]).delete()
+
+
+def test_a_call_without_secrets_keeps_the_json_it_signed(broker: PygigoBroker) -> None:
+    envelope = Envelope(function="fe_add", kind="call", args=(1, 2))
+    invocation, _ = store.submit(envelope, functions.fe_add)
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT envelope FROM pygigo_invocation WHERE id = %s", [invocation.id.hex])
+        (text,) = cursor.fetchone()
+    assert text.encode() == envelope.encode()
+    assert Invocation.objects.get(id=invocation.id).envelope == envelope.to_dict()
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["fast-path", "in-transaction"])
+def test_a_message_the_broker_can_never_take_is_refused_and_not_recorded(in_transaction: bool) -> None:
+    runtime.set_broker(TinyBroker(middleware=runtime.build_middleware(), fail_fast_default=False))
+    envelope = Envelope(function="fe_count", kind="call", args=("x" * 5000,))
+    try:
+        with (
+            pytest.raises(MessageTooLarge),
+            transaction.atomic() if in_transaction else contextlib.nullcontext(),
+        ):
+            store.submit(envelope, functions.fe_count)
+    finally:
+        runtime.reset()
+    assert not Invocation.objects.filter(id=envelope.id).exists()

@@ -7,10 +7,12 @@ import uuid
 
 import pytest
 from django.core import checks
+from django.core.cache.backends.locmem import LocMemCache
 from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
 from django.test import Client, override_settings
 
 from pygigo.adapters.base import PygigoBroker
+from pygigo.django_site.api.auth import _count
 from pygigo.django_site.api.openapi import DOCUMENT
 from pygigo.django_site.models import ApiKey, Invocation
 
@@ -131,6 +133,35 @@ def test_failed_authentications_and_unknown_functions_are_rate_limited(broker: P
     prober = Client(REMOTE_ADDR=f"198.51.100.{uuid.uuid4().int % 250 + 1}")
     codes = [prober.post(f"/fn/no_such_{i}").status_code for i in range(4)]
     assert codes == [404, 404, 404, 429]
+
+
+class _RacingCache(LocMemCache):
+    """A window's first request that finds its count created (and maybe expired) between its
+    incr and its add: what another process does meanwhile."""
+
+    def __init__(self, others: int | None) -> None:
+        super().__init__(f"racing-{uuid.uuid4().hex}", {})
+        self.others = others
+        self.tries = 0
+
+    def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:
+        self.tries += 1
+        if self.tries == 1 or self.others is None:
+            raise ValueError(f"Key '{key}' not found.")
+        return self.others + delta
+
+    def add(self, key: str, value: object, timeout: object = None, version: int | None = None) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(("others", "count"), [(4, 5), (None, 1)], ids=["added-meanwhile", "then-expired"])
+def test_a_window_count_survives_a_race_for_its_first_request(others: int | None, count: int) -> None:
+    assert _count(_RacingCache(others), "k", 61) == count
+
+
+def test_a_window_counts_its_requests() -> None:
+    cache = LocMemCache(f"counting-{uuid.uuid4().hex}", {})
+    assert [_count(cache, "k", 61) for _ in range(3)] == [1, 2, 3]
 
 
 @override_settings(PYGIGO_RATE_LIMIT="3/60", DEBUG=False)

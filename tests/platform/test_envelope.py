@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from pygigo.platform.envelope import (
     EnvelopeExpired,
     EnvelopeSignatureError,
     FileClaimCheckStore,
+    Signer,
     canonical_json,
     encode_body,
     filter_headers,
     key_id,
+    new_id,
     offload_body,
     pointer_for,
     restore_body,
@@ -517,3 +520,20 @@ def test_platform_envelope_does_not_import_the_site_or_django_http() -> None:
         check=True,
         env=os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
+
+
+def test_a_sealed_envelope_is_the_json_it_signed_with_the_signature_after_it() -> None:
+    env = http()
+    sealed = Signer(KEYS).seal(env.encode())
+    signed = json.loads(sealed)
+    assert sealed.startswith(env.encode()[:-1] + b',"kid":')
+    assert signed["sig"] == sign(env.to_dict(), KEYS)["sig"] and signed["kid"] == key_id(KEYS[0])
+    assert unseal(sealed, KEYS, now=0) == env == unseal(canonical_json(signed), KEYS, now=0)
+
+
+def test_new_ids_are_random_version_4_uuids() -> None:
+    ids = {new_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert (parsed.hex, parsed.version, parsed.variant) == (value, 4, uuid.RFC_4122)

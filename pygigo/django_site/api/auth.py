@@ -21,7 +21,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -75,12 +75,13 @@ class Caller:
 
 
 def _presented_key(request: HttpRequest) -> str | None:
-    header = request.headers.get("Authorization", "")
+    # META rather than request.headers: building that mapping cost more than the lookups.
+    header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    value = request.headers.get("X-Api-Key", "").strip()
+    value = request.META.get("HTTP_X_API_KEY", "").strip()
     return value or None
 
 
@@ -141,13 +142,18 @@ def require_authenticated(caller: Caller) -> None:
         )
 
 
-def _parse_rate(spec: Any) -> tuple[int, int] | None:
+@pygigo_settings.cached
+def _rate() -> tuple[int, int] | None:
+    """``PYGIGO_RATE_LIMIT`` as (requests, window seconds); read once, like every setting a
+    request reads (see ``pygigo_settings.cached``)."""
+    spec = pygigo_settings.setting("PYGIGO_RATE_LIMIT")
     if not spec:
         return None
     count, _, window = str(spec).partition("/")
     return int(count), max(1, int(window or 1))
 
 
+@pygigo_settings.cached
 def rate_limit_cache_alias() -> str:
     return str(pygigo_settings.setting("PYGIGO_RATE_LIMIT_CACHE") or "default")
 
@@ -159,7 +165,7 @@ def caller_id(request: HttpRequest, caller: Caller) -> str:
 
 def rate_limit(request: HttpRequest, caller: Caller) -> None:
     """Count this request in the caller's window; ApiError 429 with Retry-After when over."""
-    rate = _parse_rate(pygigo_settings.setting("PYGIGO_RATE_LIMIT"))
+    rate = _rate()
     if rate is None:
         return
     limit, window = rate
@@ -167,15 +173,7 @@ def rate_limit(request: HttpRequest, caller: Caller) -> None:
     who = caller_id(request, caller)
     now = time.time()
     slot = int(now // window)
-    cache_key = f"pygigo:rl:{who}:{window}:{slot}"
-    if cache.add(cache_key, 1, timeout=window + 1):
-        count = 1
-    else:
-        try:
-            count = cache.incr(cache_key)
-        except ValueError:  # expired between add and incr
-            cache.set(cache_key, 1, timeout=window + 1)
-            count = 1
+    count = _count(cache, f"pygigo:rl:{who}:{window}:{slot}", window + 1)
     if count > limit:
         retry_after = max(1, int((slot + 1) * window - now + 0.999))
         raise ApiError(
@@ -184,3 +182,18 @@ def rate_limit(request: HttpRequest, caller: Caller) -> None:
             f"Rate limit of {limit} requests per {window}s exceeded; retry in {retry_after}s.",
             headers={"Retry-After": str(retry_after)},
         )
+
+
+def _count(cache: BaseCache, key: str, timeout: int) -> int:
+    """Add one request to ``key``'s count: one cache operation, except for the first request
+    of a window (incr refuses a missing key, add an existing one)."""
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # the window's first request
+        if cache.add(key, 1, timeout=timeout):
+            return 1
+    try:
+        return int(cache.incr(key))  # another process added it meanwhile
+    except ValueError:  # and it expired since
+        cache.set(key, 1, timeout=timeout)
+        return 1

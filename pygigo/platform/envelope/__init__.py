@@ -29,7 +29,7 @@ from .model import (
     encode_body,
     new_id,
 )
-from .signing import key_id, seal, sign, unseal, verify
+from .signing import Signer, key_id, seal, sign, unseal, verify
 
 __all__ = [
     "DEFAULT_FORWARD_HEADERS",
@@ -44,6 +44,7 @@ __all__ = [
     "EnvelopeExpired",
     "EnvelopeSignatureError",
     "FileClaimCheckStore",
+    "Signer",
     "canonical_json",
     "decode_body",
     "encode_body",

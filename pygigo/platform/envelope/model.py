@@ -31,9 +31,9 @@ import base64
 import binascii
 import json
 import math
+import os
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -84,7 +84,11 @@ class ClaimCheckError(EnvelopeError):
 
 def new_id() -> str:
     """A fresh random identifier: 32 lowercase hex digits (uuid4)."""
-    return uuid.uuid4().hex
+    # uuid.uuid4().hex without building a UUID object: a third of the time, twice per envelope.
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def _check_json(value: Any, where: str) -> None:

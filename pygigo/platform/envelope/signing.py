@@ -3,7 +3,9 @@
 Wire form: the envelope's ``to_dict()`` plus two keys, ``kid`` (key id) and ``sig``
 (lowercase hex HMAC-SHA256 of the canonical JSON of everything else: sorted keys, compact
 separators, UTF-8). The key id is the first 8 hex digits of SHA-256 of the key, so it
-names a key without revealing it.
+names a key without revealing it. :func:`seal` writes the two keys after the canonical JSON
+it signed, so an envelope is serialised once; :func:`verify` does not rely on that layout
+(it parses the object, drops the two keys and serialises the rest canonically again).
 
 Rotation: pass keys newest first. The first key signs; any listed key verifies. To rotate,
 deploy ``[new, old]`` everywhere, wait until no old-signed envelope is in flight, then
@@ -57,6 +59,23 @@ def _keys(keys: Sequence[str | bytes]) -> list[bytes]:
 def key_id(key: str | bytes) -> str:
     """Public identifier of a key: first 8 hex digits of its SHA-256."""
     return hashlib.sha256(_key_bytes(key)).hexdigest()[:8]
+
+
+class Signer:
+    """Signs with the first of ``keys`` (newest first), keyed once: a process seals many
+    envelopes with the same key. Thread-safe (the keyed HMAC is copied, never updated)."""
+
+    def __init__(self, keys: Sequence[str | bytes]) -> None:
+        key = _keys(keys)[0]
+        self.kid = key_id(key)
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+
+    def seal(self, payload: bytes) -> bytes:
+        """``payload``, the canonical JSON of an unsigned envelope (``Envelope.encode()``), as
+        wire bytes: the same bytes with ``kid`` and ``sig`` added at the end."""
+        mac = self._keyed.copy()
+        mac.update(payload)
+        return b'%s,"kid":"%s","sig":"%s"}' % (payload[:-1], self.kid.encode(), mac.hexdigest().encode())
 
 
 def _mac(key: bytes, payload: Mapping[str, Any]) -> str:
@@ -118,8 +137,8 @@ def verify(signed_dict: Any, keys: Sequence[str | bytes], *, now: float | None =
 
 
 def seal(envelope: Envelope, keys: Sequence[str | bytes]) -> bytes:
-    """Envelope → signed wire bytes (canonical JSON)."""
-    return canonical_json(sign(envelope.to_dict(), keys))
+    """Envelope → signed wire bytes (JSON; see the module docstring)."""
+    return Signer(keys).seal(envelope.encode())
 
 
 def unseal(data: bytes | str, keys: Sequence[str | bytes], *, now: float | None = None) -> Envelope:

@@ -10,9 +10,9 @@ database (``<name>-pygigo-turn``), polled every 0.1 ms, and open their transacti
 is theirs.
 
 Waiting is bounded by the database's busy timeout (``OPTIONS["timeout"]``); after it, the
-transaction goes ahead and SQLite's own locking decides, as without turns. Other writers (the
-worker's tracking, the outbox relay) do not take turns; SQLite still serialises them with
-everyone. Nothing changes for other databases, in-memory SQLite, where ``fcntl`` is missing or
+transaction goes ahead and SQLite's own locking decides, as without turns. Other writers do
+not take turns: a worker's start and outcome (:mod:`.transitions`) poll SQLite's lock itself in
+steps as fine, and the rest (the outbox relay, the admin) wait in SQLite's busy handler. Nothing changes for other databases, in-memory SQLite, where ``fcntl`` is missing or
 where the lock file cannot be created.
 """
 

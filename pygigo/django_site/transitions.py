@@ -9,8 +9,8 @@ run through Django's cursor, so transactions, query logging and execute wrappers
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
+from time import monotonic, sleep
 from typing import Any
 
 from django.conf import settings
@@ -57,7 +57,7 @@ def _execute(connection: Any, cursor: Any, sql: str, params: list[Any]) -> None:
         cursor.execute(sql, params)
         return
     timeout_s = float(connection.settings_dict.get("OPTIONS", {}).get("timeout", 5.0))
-    deadline = time.monotonic() + timeout_s
+    deadline = monotonic() + timeout_s
     # On the driver's connection, not ``cursor``: it keeps the statement's rows for its caller.
     raw = connection.connection
     raw.execute("PRAGMA busy_timeout = 0")
@@ -67,9 +67,9 @@ def _execute(connection: Any, cursor: Any, sql: str, params: list[Any]) -> None:
                 cursor.execute(sql, params)
                 return
             except OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                if "locked" not in str(exc) or monotonic() >= deadline:
                     raise
-            time.sleep(LOCK_POLL_S)
+            sleep(LOCK_POLL_S)
     finally:
         raw.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
 

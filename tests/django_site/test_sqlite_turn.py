@@ -40,15 +40,18 @@ def test_writers_take_turns(tmp_path: Any) -> None:
     held, release = threading.Event(), threading.Event()
     holder = _hold(connection, held, release)
     waited: list[float] = []
+    asking = threading.Event()
 
     def wait_for_a_turn() -> None:
         started = time.monotonic()
+        asking.set()
         with sqlite_turn.writer_turn(connection):
             waited.append(time.monotonic() - started)
 
     waiter = threading.Thread(target=wait_for_a_turn)
     waiter.start()
-    time.sleep(0.05)
+    assert asking.wait(10)
+    time.sleep(0.05)  # the turn stays taken this long
     assert waited == []  # another thread holds the turn
     release.set()
     holder.join(10)

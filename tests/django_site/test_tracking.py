@@ -254,13 +254,13 @@ def test_on_sqlite_a_write_lock_held_elsewhere_is_waited_for_in_fine_steps(
     if connection.vendor != "sqlite":
         pytest.skip("the default database is not SQLite")
     invocation = _orphan("locked", status=Status.RUNNING, attempts=1, holder="w/1/x")
-    held = threading.Event()
+    held, polled = threading.Event(), threading.Event()
 
     def hold_the_write_lock() -> None:
         other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         held.set()
-        threading.Event().wait(0.05)  # the scenario: a lock held for a while (not a synchronisation)
+        polled.wait(10)  # released once the writer has met the lock and is polling for it
         other.execute("COMMIT")
         other.close()
 
@@ -268,13 +268,14 @@ def test_on_sqlite_a_write_lock_held_elsewhere_is_waited_for_in_fine_steps(
         cursor.execute("PRAGMA busy_timeout")
         busy_timeout = cursor.fetchone()[0]
     polls: list[float] = []
-    real_sleep = transitions.time.sleep
+    real_sleep = transitions.sleep
 
     def counted_sleep(seconds: float) -> None:
         polls.append(seconds)
+        polled.set()
         real_sleep(seconds)
 
-    monkeypatch.setattr(transitions.time, "sleep", counted_sleep)
+    monkeypatch.setattr(transitions, "sleep", counted_sleep)
     holder = threading.Thread(target=hold_the_write_lock)
     holder.start()
     held.wait(5)

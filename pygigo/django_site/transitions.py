@@ -25,9 +25,17 @@ RETURNED = ("attempts", "created_at", "error")
 _FIELDS = {field.name: field for field in Invocation._meta.concrete_fields}
 
 
+_quoted: dict[str, dict[str, str]] = {}
+
+
 def _columns(connection: Any) -> dict[str, str]:
-    quote = connection.ops.quote_name
-    return {name: quote(field.column) for name, field in _FIELDS.items()}
+    """Quoted column names by field name, worked out once per database vendor."""
+    columns = _quoted.get(connection.vendor)
+    if columns is None:
+        quote = connection.ops.quote_name
+        columns = _quoted[connection.vendor] = {name: quote(field.column) for name, field in _FIELDS.items()}
+        columns["table"] = quote(Invocation._meta.db_table)
+    return columns
 
 
 def _prep(connection: Any, values: dict[str, Any]) -> list[Any]:
@@ -92,7 +100,7 @@ def start(
     c = _columns(connection)
     set_values = {"status": Status.RUNNING, "started_at": now, "heartbeat_at": now, "holder": holder}
     sql = (
-        f"UPDATE {connection.ops.quote_name(Invocation._meta.db_table)} SET "
+        f"UPDATE {c['table']} SET "
         f"{', '.join(f'{c[name]} = %s' for name in set_values)}, {c['attempts']} = {c['attempts']} + 1 "
         f"WHERE {c['id']} = %s AND ({c['status']} IN (%s, %s) OR ({c['status']} = %s AND "
         f"({c['heartbeat_at']} < %s OR {c['heartbeat_at']} IS NULL)"
@@ -127,7 +135,7 @@ def record(alias: str, invocation_id: str, holder: str, **values: Any) -> bool:
     connection = connections[alias]
     c = _columns(connection)
     sql = (
-        f"UPDATE {connection.ops.quote_name(Invocation._meta.db_table)} SET "
+        f"UPDATE {c['table']} SET "
         f"{', '.join(f'{c[name]} = %s' for name in values)} "
         f"WHERE {c['id']} = %s AND {c['status']} = %s AND {c['holder']} = %s"
     )

@@ -225,3 +225,24 @@ def test_a_pygigo_worker_process_runs_the_tasks(broker: PygigoBroker, worker_env
     # The worker process that ran it (a child of `pygigo worker`'s supervisor): host/pid.
     ((host, pid),) = {tuple(result.worker_ids[0].split("/")) for result in results}
     assert host == socket.gethostname()[:64] and int(pid) not in (os.getpid(), worker.pid)
+
+
+def test_a_task_declared_while_apps_load_is_validated_without_building_the_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task module listed in PYGIGO_FUNCTIONS is imported inside an app's ready(), before a
+    db:// broker can be built: the priority check asks the adapter class instead, and the
+    broker is not built (it would fail, and the worker with it)."""
+    from django.apps import apps
+    from django.test import override_settings
+
+    from pygigo.adapters.db.broker import DatabaseBroker
+    from pygigo.platform import runtime
+
+    runtime.reset()
+    monkeypatch.setattr(apps, "ready", False)
+    with override_settings(PYGIGO_BROKER_URL="db://"):
+        backend = task_backends["default"]
+        assert backend.supports_priority is DatabaseBroker.capabilities.supports_priority is True
+        backend.validate_task(tasks.noop_task.using(priority=10))
+    assert runtime.active_broker() is None

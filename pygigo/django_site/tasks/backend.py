@@ -12,13 +12,16 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from pygigo.adapters.base import ConfigurationError
+from pygigo.adapters.base import ConfigurationError, load_adapter
 from pygigo.platform import runtime
+from pygigo.platform import settings as pygigo_settings
 from pygigo.platform.envelope import Envelope
 from pygigo.platform.functions import FunctionOptions
 from pygigo.platform.registry import registry
@@ -63,6 +66,17 @@ class PygigoTask(Task):
         return backend.function_for(self)
 
 
+def _broker_class_or_instance() -> Any:
+    """The broker, or while Django is still loading its apps, its adapter class. A task is
+    declared (and validated) when its module is imported, which may happen inside an app's
+    ``ready()`` (``PYGIGO_FUNCTIONS``), before a ``db://`` broker can be built; enqueueing
+    validates again against the broker itself."""
+    broker = runtime.active_broker()
+    if broker is None and not apps.ready:
+        return load_adapter(urlsplit(pygigo_settings.broker_url()).scheme)
+    return broker or runtime.get_broker()
+
+
 class PygigoBackend(BaseTaskBackend):
     task_class = PygigoTask
     supports_defer = True
@@ -82,13 +96,13 @@ class PygigoBackend(BaseTaskBackend):
     @property
     def supports_priority(self) -> bool:
         """Whether the broker orders messages by priority (it depends on the URL)."""
-        return runtime.get_broker().capabilities.supports_priority
+        return _broker_class_or_instance().capabilities.supports_priority
 
     def validate_task(self, task: Task) -> None:
         if task.priority != DEFAULT_TASK_PRIORITY and not self.supports_priority:
-            broker = runtime.get_broker()
             raise InvalidTask(
-                f"priority={task.priority}: the {broker.scheme}:// broker has no message priority, so "
+                f"priority={task.priority}: the {_broker_class_or_instance().scheme}:// broker has no "
+                "message priority, so "
                 "it cannot be honoured. Use the default priority (0), or a broker with priorities "
                 "(amqp://, db://)."
             )

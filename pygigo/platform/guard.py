@@ -209,6 +209,11 @@ class MessageGuard(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
+        # A message this worker verified and now dead-letters was changed on the way (Retries
+        # counted the failure and kept its traceback): signed again, as a retry is, so the dead
+        # letter still verifies and can be requeued. A refused message never gets here.
+        if message.failed and SIGNATURE in message.options:
+            sign(message)
         invocations.current().reset()
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:

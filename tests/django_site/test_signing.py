@@ -159,3 +159,18 @@ def test_the_public_default_key_is_refused_outside_debug() -> None:
     assert "pygigo.E003" in [error.id for error in errors]
     with override_settings(DEBUG=True):
         assert pygigo_settings.signing_keys()
+
+
+def test_a_dead_letter_the_worker_verified_still_verifies(
+    broker: PygigoBroker, worker: dramatiq.Worker
+) -> None:
+    """Retries changes a message it gives up on (its retry count, the traceback): the worker
+    signs it again, so the dead letter can be requeued (db:// admin) and is not taken for a
+    forgery."""
+    functions.fe_flaky.send("dead-letter")
+    dead = broker.dead_letters_by_queue[functions.QUEUE]  # type: ignore[attr-defined]
+    wait_until(lambda: len(dead) == 1, what="the message to be dead-lettered")
+    worker.join()
+    letter = dead[0]
+    assert letter.options["retries"] == 3 and "traceback" in letter.options
+    guard.check(letter)

@@ -348,7 +348,7 @@ def test_admin_requeues_a_dead_letter_with_fresh_retries(broker: DatabaseBroker,
     response = client.post(changelist, {"action": "requeue", "_selected_action": [row.pk]})
     assert response.status_code == 302
     (row,) = rows(alias)
-    assert (row.state, row.error, row.dead_at) == (State.READY, "", None)
+    assert (row.state, row.error, row.dead_at, row.deliveries) == (State.READY, "", None, 0)
     assert json.loads(row.body)["options"]["retries"] == 0
     stats = broker.queue_stats(QUEUE)
     assert (stats.ready, stats.dead) == (1, 0)

@@ -59,6 +59,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
                     state=State.READY,
                     available_at=now,
                     dead_at=None,
+                    deliveries=0,  # else the poison guard counts the earlier runs against it
                     error="",
                     body=message.encode().decode("utf-8"),
                 )
